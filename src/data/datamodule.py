@@ -1,0 +1,90 @@
+"""SRDataModule: decoded photos -> uint8 HR patch batches (train) and whole images (val/test).
+
+The loaders only slice uint8 arrays; LR images are made from HR batches on the training device
+(see ``src/degrade.py``), so the data path stays cheap whatever the net or the scale.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader
+
+from src.data.images import load_many
+from src.data.patches import EpochBatchSampler, EvalImages, PatchBatches
+from src.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+class SRDataModule(pl.LightningDataModule):
+    """Photos split into train/val/test (``splits``: split name -> image paths), decoded once into memory.
+
+    Args:
+        splits: split name -> list of image paths (built by ``src.data.splits`` / ``src.data.sample``).
+        scale: SR factor; eval images are trimmed to a multiple of it.
+        patch_size: HR training patch side in px.
+        patches_per_image: random crops drawn from each training image per epoch.
+        batch_size: training patches per batch.
+        eval_crop: centre-crop val/test images to this side (``None``: whole images).
+        num_workers: loader processes for training batches (0: in the training process).
+        seed: base of every random crop, so runs with the same seed see the same patches.
+    """
+
+    def __init__(
+        self,
+        splits: dict[str, list[Path]],
+        scale: int,
+        patch_size: int,
+        patches_per_image: int,
+        batch_size: int,
+        eval_crop: int | None,
+        num_workers: int,
+        seed: int,
+    ) -> None:
+        super().__init__()
+        self.splits = {k: [Path(p) for p in v] for k, v in splits.items()}
+        self.scale = scale
+        self.patch_size = patch_size
+        self.patches_per_image = patches_per_image
+        self.batch_size = batch_size
+        self.eval_crop = eval_crop
+        self.num_workers = num_workers
+        self.seed = seed
+        self.images: dict[str, list] = {}
+        self.names: dict[str, list[str]] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.images:
+            return
+        for split, paths in self.splits.items():
+            min_size = self.patch_size if split == "train" else 2 * self.scale
+            images, kept = load_many(paths, min_size=min_size)
+            if not images:
+                where = f" ({paths[0].parent})" if paths else ""
+                raise DataError(f"{split} split{where} has no readable image of at least {min_size} px")
+            self.images[split], self.names[split] = images, [p.stem for p in kept]
+        log.info("images: %s", {k: len(v) for k, v in self.images.items()})
+
+    def train_dataloader(self) -> DataLoader:
+        ds = PatchBatches(self.images["train"], self.patch_size, self.patches_per_image, self.batch_size, self.seed)
+        return DataLoader(
+            ds,
+            batch_size=None,  # items are already batches
+            sampler=EpochBatchSampler(len(ds)),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        return DataLoader(EvalImages(self.images[split], self.scale, self.eval_crop), batch_size=1)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")

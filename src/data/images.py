@@ -1,0 +1,71 @@
+"""Decoding photos into uint8 RGB arrays, the one way every loader does it."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from src.errors import DataError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+
+
+class ImageError(DataError):
+    """One image file cannot be decoded; loaders skip it and report its name."""
+
+
+def load_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Decode ``path`` to an ``(H, W, 3)`` uint8 array: EXIF orientation applied, 16-bit scaled to 8-bit."""
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+                # 16-bit gray: Pillow's convert("RGB") would clip at 255 instead of scaling.
+                gray = np.asarray(im, dtype=np.float64) / 257.0
+                arr = np.repeat(np.clip(np.rint(gray), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+            else:
+                arr = np.asarray(im.convert("RGB"))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ImageError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from None
+    return np.ascontiguousarray(arr)
+
+
+def list_images(root: str | os.PathLike) -> list[Path]:
+    """Image files under ``root`` (recursive, by suffix), sorted for a deterministic order."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"data.root={root}: no such directory")
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def load_many(paths: Iterable[Path], min_size: int = 1) -> tuple[list[np.ndarray], list[Path]]:
+    """Decode ``paths`` once (in threads: Pillow releases the GIL); skip and warn about bad or tiny ones."""
+    paths = list(paths)
+
+    def load(p: Path) -> np.ndarray | str:
+        try:
+            arr = load_rgb(p)
+        except ImageError as e:
+            return str(e)
+        if min(arr.shape[:2]) < min_size:
+            return f"{p}: {arr.shape[1]}x{arr.shape[0]} px is smaller than {min_size} px, skipped"
+        return arr
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        results = list(pool.map(load, paths))
+    images, kept = [], []
+    for p, r in zip(paths, results):
+        if isinstance(r, str):
+            log.warning("skipping %s", r)
+        else:
+            images.append(r)
+            kept.append(p)
+    return images, kept

@@ -1,0 +1,111 @@
+"""Datasets over decoded uint8 images: random training patches in whole batches, eval images."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import Dataset, Sampler
+
+
+class PatchBatches(Dataset):
+    """Item ``k`` is a whole training batch ``(B, P, P, 3)`` uint8, a pure function of (seed, k).
+
+    Batches rather than samples: one item then costs B numpy slices and one stack, with no
+    per-sample collation, which keeps a 2-core loader far ahead of the net. Item ``k`` belongs to
+    epoch ``k // batches_per_epoch``; each epoch visits every image ``patches_per_image`` times in a
+    fresh random order, with random crops and one of the 8 flips/rotations per patch.
+    """
+
+    def __init__(
+        self, images: list[np.ndarray], patch_size: int, patches_per_image: int, batch_size: int, seed: int, augment: bool = True
+    ) -> None:
+        self.images = images
+        self.patch_size = patch_size
+        self.patches_per_image = patches_per_image
+        self.batch_size = batch_size
+        self.seed = seed
+        self.augment = augment
+        self.batches_per_epoch = max(1, len(images) * patches_per_image // batch_size)
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch
+
+    @functools.lru_cache(maxsize=2)
+    def _epoch_order(self, epoch: int) -> np.ndarray:
+        order = np.repeat(np.arange(len(self.images)), self.patches_per_image)
+        return np.random.default_rng((self.seed, epoch)).permutation(order)
+
+    def __getitem__(self, k: int) -> torch.Tensor:
+        epoch, i = divmod(int(k), self.batches_per_epoch)
+        which = self._epoch_order(epoch)[i * self.batch_size : (i + 1) * self.batch_size]
+        rng = np.random.default_rng((self.seed, epoch, i))
+        p = self.patch_size
+        patches = []
+        for n, t in zip(which, rng.integers(0, 8, len(which))):
+            img = self.images[n]
+            y = rng.integers(0, img.shape[0] - p + 1)
+            x = rng.integers(0, img.shape[1] - p + 1)
+            patch = img[y : y + p, x : x + p]
+            if self.augment:
+                if t & 1:
+                    patch = patch[::-1]
+                if t & 2:
+                    patch = patch[:, ::-1]
+                if t & 4:
+                    patch = patch.transpose(1, 0, 2)
+            patches.append(patch)
+        return torch.from_numpy(np.stack(patches))
+
+
+class EpochBatchSampler(Sampler[int]):
+    """Yields the item indices of the current epoch (Lightning calls ``set_epoch`` each epoch).
+
+    Under DDP each rank takes every ``world_size``-th batch, so ranks never see the same patches.
+    """
+
+    def __init__(self, batches_per_epoch: int) -> None:
+        self.batches_per_epoch = batches_per_epoch
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _rank_world(self) -> tuple[int, int]:
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
+
+    def __len__(self) -> int:
+        rank, world = self._rank_world()
+        return len(range(rank, self.batches_per_epoch, world))
+
+    def __iter__(self):
+        rank, world = self._rank_world()
+        base = self.epoch * self.batches_per_epoch
+        return iter(range(base + rank, base + self.batches_per_epoch, world))
+
+
+class EvalImages(Dataset):
+    """Whole images (or a centre crop of ``crop`` px), trimmed to a multiple of ``scale``."""
+
+    def __init__(self, images: list[np.ndarray], scale: int, crop: int | None = None) -> None:
+        self.images = images
+        self.scale = scale
+        self.crop = crop
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        img = self.images[i]
+        h, w = img.shape[:2]
+        if self.crop:
+            c = self.crop
+            y, x = max(0, (h - c) // 2), max(0, (w - c) // 2)
+            img = img[y : y + c, x : x + c]
+            h, w = img.shape[:2]
+        img = img[: h - h % self.scale, : w - w % self.scale]
+        return torch.from_numpy(np.ascontiguousarray(img))

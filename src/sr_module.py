@@ -1,0 +1,136 @@
+"""SRModule: trains and evaluates any of the nets on HR batches, degrading them on the device."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import hydra
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from torchmetrics import MaxMetric
+
+from src.arch import macs_per_pixel
+from src.degrade import downscale, to_float, upsample
+from src.metrics import to_y, y_inputs, y_metrics
+
+LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"mse": F.mse_loss, "l1": F.l1_loss}
+
+
+class SRModule(pl.LightningModule):
+    """Wraps a net given as config (``_target_`` + kwargs) so checkpoints can rebuild it from the file alone.
+
+    Args:
+        name: the model's name in reports and loggers (``cnn_deep``...).
+        net: the net's config; instantiated here and stored in the checkpoint's hyper-parameters.
+        scale: SR factor (``data.scale``).
+        loss: ``mse`` (the paper's) or ``l1``.
+        channels_last: run convolutions in NHWC memory format (faster on CPU and on GPU tensor cores).
+        compile: ``torch.compile`` the net.
+        optimizer: partial optimizer, called with the parameters.
+        scheduler: partial LR schedule, called with the optimizer and the run's total steps; stepped per step.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        net: Mapping[str, Any],
+        scale: int,
+        loss: str,
+        channels_last: bool,
+        compile: bool,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+    ) -> None:
+        super().__init__()
+        net = OmegaConf.to_container(net, resolve=True) if isinstance(net, DictConfig) else dict(net)
+        self.save_hyperparameters({"name": name, "net": net, "scale": scale, "loss": loss})
+        self.net = hydra.utils.instantiate(net)
+        self.scale = scale
+        self.loss_fn = LOSSES[loss]
+        self.channels_last = channels_last
+        self.compile_net = compile
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.params = sum(p.numel() for p in self.net.parameters())
+        self.macs_per_pixel = macs_per_pixel(self.net)
+        if channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        self.val_metrics = y_metrics().clone(prefix="val/")
+        self.val_bicubic = y_metrics().clone(prefix="val/bicubic_")
+        self.val_psnr_best = MaxMetric()
+        self.test_metrics = y_metrics().clone(prefix="test/")
+        self.test_bicubic = y_metrics().clone(prefix="test/bicubic_")
+        self._val_bicubic_logged = False
+
+    def setup(self, stage: str) -> None:
+        if self.compile_net and stage == "fit":
+            self.net.compile()
+
+    # --- the data path: uint8 HR -> (net input, HR target), on the device, outside autocast ---
+    def degrade(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """uint8 NHWC HR batch -> (net input, bicubic upscale, HR), all float NCHW in [0, 1]."""
+        with torch.autocast(batch.device.type, enabled=False):
+            hr = to_float(batch)
+            lr = downscale(hr, self.scale)
+            x = upsample(lr, self.scale, self.net.upsample)
+            bicubic = x if self.net.upsample == "bicubic" else upsample(lr, self.scale, "bicubic")
+        if self.net.in_channels == 1:
+            x = to_y(x) / 255  # the seed's luma-in setting
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, bicubic, hr
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Net output for a pre-upsampled input, padded so the output has the input's size."""
+        o = self.net.offset
+        return self.net(F.pad(x, (o, o, o, o), mode="replicate") if o else x)
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        x, _, hr = self.degrade(batch)
+        o = self.net.offset
+        target = hr[..., o : hr.shape[-2] - o, o : hr.shape[-1] - o] if o else hr
+        loss = self.loss_fn(self.net(x).float(), target)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=batch.shape[0])
+        return loss
+
+    def _eval_step(self, batch: torch.Tensor, stage: str, metrics, bicubic_metrics) -> None:
+        x, bicubic, hr = self.degrade(batch)
+        pred = self(x).float()
+        self.log(f"{stage}/loss", self.loss_fn(pred, hr), batch_size=1)
+        metrics.update(*y_inputs(pred, hr, self.scale))
+        if bicubic_metrics is not None:
+            bicubic_metrics.update(*y_inputs(bicubic, hr, self.scale))
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        need_bicubic = not (self._val_bicubic_logged or self.trainer.sanity_checking)
+        self._eval_step(batch, "val", self.val_metrics, self.val_bicubic if need_bicubic else None)
+
+    def on_validation_epoch_end(self) -> None:
+        values = self.val_metrics.compute()
+        self.val_metrics.reset()
+        self.log_dict(values)
+        self.val_psnr_best.update(values["val/psnr_y"])
+        self.log("val/psnr_y_best", self.val_psnr_best.compute())
+        if not (self._val_bicubic_logged or self.trainer.sanity_checking):
+            # The baseline does not change between epochs: log it once, beside the first real epoch.
+            self.log_dict(self.val_bicubic.compute())
+            self.val_bicubic.reset()
+            self._val_bicubic_logged = True
+
+    def test_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        self._eval_step(batch, "test", self.test_metrics, self.test_bicubic)
+
+    def on_test_epoch_end(self) -> None:
+        for m in (self.test_metrics, self.test_bicubic):
+            self.log_dict(m.compute())
+            m.reset()
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer(params=self.parameters())
+        if self.scheduler is None:
+            return optimizer
+        scheduler = self.scheduler(optimizer=optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

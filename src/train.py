@@ -1,0 +1,120 @@
+"""Train one SR net, test its best checkpoint, write summary.json and print a result table.
+
+    python -m src.train                                   # cnn_deep on the embedded sample photos
+    python -m src.train model=cnn_small trainer.max_epochs=5 optimizer.lr=1e-4
+    python -m src.train data=folder data.root=/path/to/photos data.scale=3
+    python -m src.train debug=fast                        # a few batches, seconds
+    python -m src.train --cfg job                         # print the composed config
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning.pytorch as pl
+import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from omegaconf import DictConfig
+
+from src.callbacks.fit_timer import FitTimer
+from src.config_checks import check_train_config
+from src.errors import SrlabError
+from src.report_table import format_summary
+
+log = logging.getLogger(__name__)
+
+
+def _metric(metrics: dict[str, Any], key: str) -> float:
+    value = metrics.get(key)
+    return float(value) if value is not None else float("nan")
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit, test, and return the run's summary (also written to ``<run dir>/summary.json``)."""
+    check_train_config(cfg)
+    pl.seed_everything(cfg.seed, workers=True)
+    out_dir = Path(cfg.paths.output_dir)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    model = hydra.utils.instantiate(
+        cfg.model,
+        optimizer=hydra.utils.instantiate(cfg.optimizer),
+        scheduler=hydra.utils.instantiate(cfg.scheduler) if cfg.scheduler else None,
+    )
+    callbacks = [hydra.utils.instantiate(c) for c in cfg.callbacks.values()]
+    loggers = [hydra.utils.instantiate(c) for c in cfg.logger.values()]
+    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for lg in loggers:
+        lg.log_hyperparams({"params": model.params, "macs_per_pixel": model.macs_per_pixel})
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    fit_metrics = dict(trainer.callback_metrics)
+    timer = next((c for c in callbacks if isinstance(c, FitTimer)), None)
+
+    test_metrics: dict[str, Any] = {}
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if cfg.test:
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+        test_metrics = dict(trainer.callback_metrics)
+
+    summary = {
+        "model": cfg.model.name,
+        "scale": cfg.data.scale,
+        "params": model.params,
+        "macs_per_pixel": model.macs_per_pixel,
+        "epochs": trainer.current_epoch,
+        "steps": trainer.global_step,
+        "train_loss": _metric(fit_metrics, "train/loss_epoch"),
+        "val_loss": _metric(fit_metrics, "val/loss"),
+        "val_psnr_y": _metric(fit_metrics, "val/psnr_y"),
+        "test_loss": _metric(test_metrics, "test/loss"),
+        "psnr_y": _metric(test_metrics, "test/psnr_y"),
+        "ssim_y": _metric(test_metrics, "test/ssim_y"),
+        "bicubic_psnr_y": _metric(test_metrics, "test/bicubic_psnr_y"),
+        "bicubic_ssim_y": _metric(test_metrics, "test/bicubic_ssim_y"),
+        "fit_seconds": timer.fit_seconds if timer else float("nan"),
+        "patches_per_second": timer.patches_per_second if timer else float("nan"),
+        "device": torch.cuda.get_device_name() if trainer.strategy.root_device.type == "cuda" else "cpu",
+        "precision": str(trainer.precision),
+        "checkpoint": best,
+        "run_dir": str(out_dir),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # NaN is not JSON: write null so every reader can parse the file.
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
+    (out_dir / "summary.json").write_text(json.dumps(clean, indent=2) + "\n")
+    for lg in loggers:
+        lg.log_metrics({f"summary/{k}": v for k, v in summary.items() if isinstance(v, (int, float))})
+        lg.finalize("success")
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float:
+    try:
+        summary = train(cfg)
+    except (SrlabError, MisconfigurationException) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        _finish_wandb()
+    print(format_summary(summary))
+    return summary["val_psnr_y"]  # the objective of Hydra sweepers
+
+
+def _finish_wandb() -> None:
+    # Each multirun job must close its W&B run, or the next job's metrics land in it.
+    if "wandb" in sys.modules:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+
+
+if __name__ == "__main__":
+    main()
