@@ -11,3 +11,15 @@ class ConfigError(SrlabError):
 
 class DataError(SrlabError):
     """A data folder or file cannot be used."""
+
+
+def user_error(exc: BaseException) -> BaseException | None:
+    """The user-fixable error behind ``exc`` (Hydra wraps errors raised while instantiating), if any."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (SrlabError, MisconfigurationException)):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None

@@ -19,12 +19,11 @@ from typing import Any
 import hydra
 import lightning.pytorch as pl
 import torch
-from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 
 from src.callbacks.fit_timer import FitTimer
 from src.config_checks import check_train_config
-from src.errors import SrlabError
+from src.errors import user_error
 from src.report_table import format_summary
 
 log = logging.getLogger(__name__)
@@ -98,8 +97,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 def main(cfg: DictConfig) -> float:
     try:
         summary = train(cfg)
-    except (SrlabError, MisconfigurationException) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except Exception as e:
+        if (cause := user_error(e)) is None:
+            raise
+        print(f"error: {cause}", file=sys.stderr)
         sys.exit(2)
     finally:
         _finish_wandb()

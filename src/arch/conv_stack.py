@@ -52,7 +52,7 @@ class ConvStack(nn.Module):
         channels = [in_channels, *self.widths, out_channels]
         slope = self.negative_slope
         layers: list[nn.Module] = []
-        for i, (cin, cout) in enumerate(zip(channels[:-1], channels[1:])):
+        for i, (cin, cout) in enumerate(zip(channels[:-1], channels[1:], strict=True)):
             layers.append(nn.Conv2d(cin, cout, 3, padding=1 if self.padding == "same" else 0))
             if i < len(channels) - 2 or final_activation:
                 layers.append(nn.LeakyReLU(slope, inplace=True) if slope else nn.ReLU(inplace=True))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -15,6 +16,8 @@ from torch.utils.data import DataLoader
 
 from src.data.images import load_many
 from src.data.patches import EpochBatchSampler, EvalImages, PatchBatches
+from src.data.sample import sample_splits
+from src.data.splits import split_folder
 from src.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -24,7 +27,7 @@ class SRDataModule(pl.LightningDataModule):
     """Photos split into train/val/test (``splits``: split name -> image paths), decoded once into memory.
 
     Args:
-        splits: split name -> list of image paths (built by ``src.data.splits`` / ``src.data.sample``).
+        splits: split name -> list of image paths (``from_folder`` and ``from_sample`` build them).
         scale: SR factor; eval images are trimmed to a multiple of it.
         patch_size: HR training patch side in px.
         patches_per_image: random crops drawn from each training image per epoch.
@@ -56,6 +59,16 @@ class SRDataModule(pl.LightningDataModule):
         self.seed = seed
         self.images: dict[str, list] = {}
         self.names: dict[str, list[str]] = {}
+
+    @classmethod
+    def from_folder(cls, root: str, val_fraction: float, test_fraction: float, **kwargs: Any) -> SRDataModule:
+        """Photos under ``root``, split by a stable hash of each path (see ``split_folder``)."""
+        return cls(split_folder(root, val_fraction, test_fraction), **kwargs)
+
+    @classmethod
+    def from_sample(cls, train: list[str], val: list[str], test: list[str], **kwargs: Any) -> SRDataModule:
+        """The embedded sample photos, split by name."""
+        return cls(sample_splits(train, val, test), **kwargs)
 
     def setup(self, stage: str | None = None) -> None:
         if self.images:

@@ -32,7 +32,7 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
                 gray = np.asarray(im, dtype=np.float64) / 257.0
                 arr = np.repeat(np.clip(np.rint(gray), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
             else:
-                arr = np.asarray(im.convert("RGB"))
+                arr = np.array(im.convert("RGB"))  # a writable copy: torch warns on read-only arrays
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ImageError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from None
     return np.ascontiguousarray(arr)
@@ -62,7 +62,7 @@ def load_many(paths: Iterable[Path], min_size: int = 1) -> tuple[list[np.ndarray
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         results = list(pool.map(load, paths))
     images, kept = [], []
-    for p, r in zip(paths, results):
+    for p, r in zip(paths, results, strict=True):
         if isinstance(r, str):
             log.warning("skipping %s", r)
         else:

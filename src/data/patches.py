@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -29,14 +27,18 @@ class PatchBatches(Dataset):
         self.seed = seed
         self.augment = augment
         self.batches_per_epoch = max(1, len(images) * patches_per_image // batch_size)
+        self._order_epoch, self._order = -1, np.empty(0, np.int64)
 
     def __len__(self) -> int:
         return self.batches_per_epoch
 
-    @functools.lru_cache(maxsize=2)
     def _epoch_order(self, epoch: int) -> np.ndarray:
-        order = np.repeat(np.arange(len(self.images)), self.patches_per_image)
-        return np.random.default_rng((self.seed, epoch)).permutation(order)
+        # Which image each patch of the epoch comes from; cached, as every batch of the epoch needs it.
+        if self._order_epoch != epoch:
+            order = np.repeat(np.arange(len(self.images)), self.patches_per_image)
+            self._order = np.random.default_rng((self.seed, epoch)).permutation(order)
+            self._order_epoch = epoch
+        return self._order
 
     def __getitem__(self, k: int) -> torch.Tensor:
         epoch, i = divmod(int(k), self.batches_per_epoch)
@@ -44,7 +46,7 @@ class PatchBatches(Dataset):
         rng = np.random.default_rng((self.seed, epoch, i))
         p = self.patch_size
         patches = []
-        for n, t in zip(which, rng.integers(0, 8, len(which))):
+        for n, t in zip(which, rng.integers(0, 8, len(which)), strict=True):
             img = self.images[n]
             y = rng.integers(0, img.shape[0] - p + 1)
             x = rng.integers(0, img.shape[1] - p + 1)

@@ -36,4 +36,4 @@ def sample_path(name: str) -> Path:
 
 def sample_splits(train: list[str], val: list[str], test: list[str]) -> dict[str, list[Path]]:
     """The sample photos of each split, by name (the split itself lives in the config)."""
-    return {"train": [sample_path(n) for n in train], "val": [sample_path(n) for n in val], "test": [sample_path(n) for n in test]}
+    return {split: [sample_path(n) for n in names] for split, names in (("train", train), ("val", val), ("test", test))}

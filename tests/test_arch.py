@@ -1,0 +1,65 @@
+import pytest
+import torch
+from torch import nn
+
+from src.arch import CNNDeep, CNNMedium, CNNSmall, Waifu2x, macs_per_pixel
+
+# Per-layer parameter counts of the seed paper's Tables 1-4 (1 input channel, 3 output channels).
+SEED_TABLES = {
+    CNNSmall: [80, 1168, 435],
+    CNNMedium: [160, 4640, 18496, 18464, 867],
+    CNNDeep: [320, 18496, 73856, 147584, 73792, 18464, 867],
+    Waifu2x: [320, 9248, 18496, 36928, 73856, 147584, 3459],
+}
+
+
+def conv_params(net: nn.Module) -> list[int]:
+    return [sum(p.numel() for p in m.parameters()) for m in net.modules() if isinstance(m, nn.Conv2d)]
+
+
+@pytest.mark.parametrize("cls", SEED_TABLES)
+def test_layer_params_match_seed_tables(cls):
+    assert conv_params(cls(in_channels=1, out_channels=3, residual=False)) == SEED_TABLES[cls]
+
+
+@pytest.mark.parametrize("cls", SEED_TABLES)
+@pytest.mark.parametrize("residual", [True, False])
+def test_output_size_is_input_minus_offset(cls, residual):
+    net = cls(residual=residual)
+    out = net(torch.rand(2, 3, 37, 41))
+    assert out.shape == (2, 3, 37 - 2 * net.offset, 41 - 2 * net.offset)
+
+
+def test_offsets_and_upsampling():
+    assert [c().offset for c in (CNNSmall, CNNMedium, CNNDeep)] == [0, 0, 0]
+    assert Waifu2x().offset == 7 and Waifu2x().upsample == "nearest" and CNNDeep().upsample == "bicubic"
+
+
+def test_seed_luma_in_rgb_out_runs_with_residual():
+    net = CNNDeep(in_channels=1, out_channels=3)
+    assert net(torch.rand(1, 1, 16, 16)).shape == (1, 3, 16, 16)
+
+
+def test_residual_starts_near_identity_and_plain_does_not():
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 24, 24)
+    assert (CNNDeep()(x) - x).abs().mean() < 0.05
+    assert (CNNDeep(residual=False)(x) - x).abs().mean() > 0.1
+
+
+def test_final_activation_flag():
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 16, 16) - 0.5
+    assert CNNSmall(residual=False, final_activation=True)(x).min() >= 0
+    assert CNNSmall(residual=False, final_activation=False)(x).min() < 0
+    layers = [type(m) for m in CNNSmall(final_activation=True).body]
+    assert layers[-1] is nn.ReLU and [type(m) for m in CNNSmall().body][-1] is nn.Conv2d
+
+
+def test_macs_per_pixel_counts_conv_weights():
+    assert macs_per_pixel(CNNSmall()) == 9 * (3 * 8 + 8 * 16 + 16 * 3)
+
+
+def test_bad_upsample_mode():
+    with pytest.raises(ValueError, match="upsample"):
+        CNNSmall(upsample="lanczos")

@@ -1,0 +1,120 @@
+import logging
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from src.data.datamodule import SRDataModule
+from src.data.images import ImageError, load_many, load_rgb
+from src.data.patches import EpochBatchSampler, EvalImages, PatchBatches
+from src.data.sample import SAMPLE_PHOTOS, sample_splits
+from src.data.splits import split_folder
+from src.errors import DataError
+
+
+def test_load_rgb_modes(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 256, (10, 16, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    np.testing.assert_array_equal(load_rgb(tmp_path / "rgb.png"), rgb)
+    Image.fromarray(rgb[..., 0]).save(tmp_path / "gray.png")
+    assert load_rgb(tmp_path / "gray.png").shape == (10, 16, 3)
+    Image.fromarray(np.dstack([rgb, np.full((10, 16), 128, np.uint8)])).save(tmp_path / "rgba.png")
+    np.testing.assert_array_equal(load_rgb(tmp_path / "rgba.png"), rgb)
+    Image.fromarray(np.full((4, 5), 65535, np.uint16)).save(tmp_path / "g16.png")
+    assert load_rgb(tmp_path / "g16.png").min() == 255  # scaled, not clipped garbage
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    assert load_rgb(tmp_path / "cmyk.jpg").shape == (10, 16, 3)
+
+
+def test_load_rgb_applies_exif_orientation(tmp_path):
+    im = Image.fromarray(np.zeros((10, 20, 3), np.uint8))
+    exif = im.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    im.save(tmp_path / "rot.jpg", exif=exif)
+    assert load_rgb(tmp_path / "rot.jpg").shape == (20, 10, 3)
+
+
+@pytest.mark.parametrize("content", [b"", b"not an image at all", b"\x89PNG\r\n\x1a\n" + b"\x00" * 20])
+def test_undecodable_file_names_itself(tmp_path, content):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(content)
+    with pytest.raises(ImageError, match="bad.png"):
+        load_rgb(bad)
+
+
+def test_load_many_skips_bad_and_tiny_with_warning(tmp_path, caplog):
+    Image.new("RGB", (40, 40), "red").save(tmp_path / "good.png")
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "tiny.png")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    with caplog.at_level(logging.WARNING):
+        images, kept = load_many(sorted(tmp_path.iterdir()), min_size=32)
+    assert [p.name for p in kept] == ["good.png"] and len(images) == 1
+    assert "broken.jpg" in caplog.text and "tiny.png" in caplog.text
+
+
+def test_split_folder_is_deterministic_and_stable_when_files_are_added(photo_dir):
+    first = split_folder(str(photo_dir), 0.2, 0.2)
+    assert first == split_folder(str(photo_dir), 0.2, 0.2)
+    assert all(first[s] for s in ("train", "val", "test"))
+    assert not set(first["train"]) & (set(first["val"]) | set(first["test"]))
+    for i in range(12, 40):
+        Image.new("RGB", (64, 64)).save(photo_dir / f"img{i:02d}.png")
+    second = split_folder(str(photo_dir), 0.2, 0.2)
+    for s in ("train", "val", "test"):
+        assert set(first[s]) <= set(second[s])
+
+
+def test_split_folder_errors(tmp_path):
+    with pytest.raises(DataError, match="no such directory"):
+        split_folder(str(tmp_path / "missing"), 0.1, 0.1)
+    (tmp_path / "notes.txt").write_text("hi")
+    with pytest.raises(DataError, match="no image files"):
+        split_folder(str(tmp_path), 0.1, 0.1)
+
+
+def test_patch_batches_are_deterministic_and_cover_images():
+    images = [np.full((50, 60, 3), i, np.uint8) for i in range(3)]
+    ds = PatchBatches(images, patch_size=16, patches_per_image=8, batch_size=4, seed=1)
+    assert len(ds) == 6
+    b = ds[0]
+    assert b.shape == (4, 16, 16, 3) and b.dtype == torch.uint8
+    assert torch.equal(b, PatchBatches(images, 16, 8, 4, seed=1)[0])
+    epoch0 = torch.cat([ds[k] for k in range(6)])
+    assert sorted(torch.bincount(epoch0[:, 0, 0, 0].long()).tolist()) == [8, 8, 8]  # each image 8x per epoch
+    assert not torch.equal(torch.cat([ds[k] for k in range(6, 12)]), epoch0)  # next epoch: new order/crops
+
+
+def test_patch_augmentation_uses_flips_and_rotations():
+    img = np.arange(16 * 16 * 3, dtype=np.uint8).reshape(16, 16, 3)
+    ds = PatchBatches([img], patch_size=16, patches_per_image=64, batch_size=64, seed=0)
+    variants = {tuple(p.flatten().tolist()) for p in ds[0]}
+    assert len(variants) == 8
+
+
+def test_epoch_sampler_follows_set_epoch():
+    s = EpochBatchSampler(5)
+    assert list(s) == [0, 1, 2, 3, 4]
+    s.set_epoch(2)
+    assert list(s) == [10, 11, 12, 13, 14] and len(s) == 5
+
+
+def test_eval_images_modcrop_and_centre_crop():
+    img = np.zeros((31, 45, 3), np.uint8)
+    assert EvalImages([img], scale=3)[0].shape == (30, 45, 3)
+    assert EvalImages([img], scale=4, crop=20)[0].shape == (20, 20, 3)
+
+
+def test_sample_photos_ship_with_installed_packages():
+    splits = sample_splits(list(SAMPLE_PHOTOS), [], [])
+    assert all(p.is_file() for p in splits["train"])
+    with pytest.raises(DataError, match="unknown"):
+        sample_splits(["mona_lisa"], [], [])
+
+
+def test_datamodule_end_to_end(photo_dir):
+    dm = SRDataModule(split_folder(str(photo_dir), 0.2, 0.2), 2, 32, 4, 8, None, 0, seed=0)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch.shape == (8, 32, 32, 3) and batch.dtype == torch.uint8
+    assert next(iter(dm.val_dataloader())).shape == (1, 96, 96, 3)

@@ -1,0 +1,57 @@
+"""Bad input gets one clear line naming the option or file, never a traceback."""
+
+import pytest
+from PIL import Image
+
+from tests.conftest import run_train
+
+
+def assert_clean_error(res, *needles):
+    assert res.returncode != 0
+    assert "Traceback" not in res.stderr, res.stderr[-2000:]
+    for n in needles:
+        assert n in res.stderr, res.stderr[-2000:]
+
+
+def test_unknown_model_lists_the_choices(tmp_path):
+    res = run_train(tmp_path / "run", "model=resnet")
+    assert_clean_error(res, "model/resnet", "cnn_small", "cnn_medium", "cnn_deep", "waifu2x")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (["data.scale=5"], "data.scale=5: must be one of 2, 3, 4"),
+        (["data.scale=3", "data.patch_size=64"], "data.patch_size=64: must be a multiple of data.scale=3"),
+        (["model=waifu2x", "data.patch_size=16"], "data.patch_size=16: too small for waifu2x"),
+        (["model.loss=huber"], "model.loss=huber: must be one of mse, l1"),
+    ],
+)
+def test_bad_options_fail_before_any_work(tmp_path, overrides, needle):
+    res = run_train(tmp_path / "run", "debug=fast", *overrides)
+    assert_clean_error(res, needle)
+    assert res.stderr.strip().count("\n") == 0  # exactly one line
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_missing_data_folder(tmp_path):
+    res = run_train(tmp_path / "run", "debug=fast", "data=folder", f"data.root={tmp_path / 'nope'}")
+    assert_clean_error(res, "no such directory", "nope")
+
+
+def test_folder_without_readable_images(tmp_path):
+    d = tmp_path / "photos"
+    d.mkdir()
+    (d / "a.jpg").write_bytes(b"garbage")
+    (d / "b.png").write_bytes(b"")
+    res = run_train(tmp_path / "run", "debug=fast", "data=folder", f"data.root={d}")
+    assert_clean_error(res, "no readable image")
+
+
+def test_undecodable_file_is_skipped_and_the_run_goes_on(tmp_path, photo_dir):
+    (photo_dir / "zz_corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    Image.new("RGB", (8, 8)).save(photo_dir / "zz_tiny.png")
+    res = run_train(tmp_path / "run", "model=cnn_small", "debug=fast", "data=folder", f"data.root={photo_dir}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    log = res.stdout + res.stderr
+    assert "zz_corrupt.jpg" in log and "skipping" in log

@@ -1,0 +1,66 @@
+"""The real command line, end to end: every model trains, tests and writes its results."""
+
+import math
+
+import pytest
+import torch
+
+from tests.conftest import read_summary, run_train
+
+MODELS = ["cnn_small", "cnn_medium", "cnn_deep", "waifu2x"]
+SUMMARY_KEYS = [
+    "model", "params", "macs_per_pixel", "train_loss", "val_loss", "test_loss", "psnr_y", "ssim_y",
+    "bicubic_psnr_y", "bicubic_ssim_y", "fit_seconds", "patches_per_second", "device", "precision",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_each_model_trains_through_hydra(tmp_path, model):
+    run_dir = tmp_path / "run"
+    res = run_train(run_dir, f"model={model}", "debug=fast")
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = read_summary(run_dir)
+    assert set(SUMMARY_KEYS) <= set(summary)
+    assert summary["model"] == model
+    for key in SUMMARY_KEYS:
+        if key not in ("model", "device", "precision"):
+            assert isinstance(summary[key], (int, float)) and math.isfinite(summary[key]), key
+    ckpts = list((run_dir / "checkpoints").glob("*.ckpt"))
+    assert any(p.name == "last.ckpt" for p in ckpts) and len(ckpts) == 2
+    # The checkpoint alone rebuilds the net: its config and scale travel in it, loadable weights-only.
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    assert ckpt["hyper_parameters"]["net"]["_target_"].startswith("src.arch.")
+    assert ckpt["hyper_parameters"]["scale"] == 2
+    assert (run_dir / "metrics.csv").is_file() and (run_dir / ".hydra" / "config.yaml").is_file()
+    assert "PSNR-Y test" in res.stdout
+
+
+def test_overrides_reach_the_run(tmp_path, photo_dir):
+    run_dir = tmp_path / "run"
+    res = run_train(
+        run_dir, "model=cnn_small", "debug=fast", "data=folder", f"data.root={photo_dir}", "data.scale=3",
+        "data.patch_size=48", "optimizer=sgd", "optimizer.lr=1e-4", "model.loss=l1", "trainer.max_epochs=2",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    s = read_summary(run_dir)
+    assert s["scale"] == 3 and s["epochs"] == 2 and s["steps"] == 6
+
+
+def test_seed_luma_in_setting_trains(tmp_path):
+    res = run_train(tmp_path / "run", "model=cnn_small", "debug=fast", "model.net.in_channels=1", "model.net.residual=false")
+    assert res.returncode == 0, res.stderr[-3000:]
+
+
+def test_wandb_offline_logger_never_blocks(tmp_path):
+    run_dir = tmp_path / "run"
+    res = run_train(run_dir, "model=cnn_small", "debug=fast", "logger=default", timeout=180)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert list((run_dir / "wandb").glob("offline-run-*"))
+    assert (run_dir / "metrics.csv").is_file()
+
+
+def test_same_seed_same_result(tmp_path):
+    args = ("model=cnn_small", "debug=fast", "trainer.deterministic=true", "trainer.precision=32-true")
+    a, b = run_train(tmp_path / "a", *args), run_train(tmp_path / "b", *args)
+    assert a.returncode == 0 and b.returncode == 0
+    assert read_summary(tmp_path / "a")["train_loss"] == read_summary(tmp_path / "b")["train_loss"]
