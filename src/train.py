@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +35,18 @@ def _metric(metrics: dict[str, Any], key: str) -> float:
     return float(value) if value is not None else float("nan")
 
 
+def _quiet_library_noise() -> None:
+    # Notices that say nothing about this run: the CSV logger shares the run dir with Hydra's files
+    # by design, Lightning advertises a cloud logger, and a deprecation inside Lightning itself.
+    warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda r: "litlogger" not in r.getMessage())
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test, and return the run's summary (also written to ``<run dir>/summary.json``)."""
     check_train_config(cfg)
+    _quiet_library_noise()
     pl.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
     datamodule = hydra.utils.instantiate(cfg.data)
