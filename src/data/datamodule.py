@@ -18,6 +18,7 @@ from src.data.images import load_many
 from src.data.patches import EpochBatchSampler, EvalImages, PatchBatches
 from src.data.sample import sample_splits
 from src.data.splits import split_folder
+from src.data.store import open_store
 from src.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,31 @@ class SRDataModule(pl.LightningDataModule):
     def from_sample(cls, train: list[str], val: list[str], test: list[str], **kwargs: Any) -> SRDataModule:
         """The embedded sample photos, split by name."""
         return cls(sample_splits(train, val, test), **kwargs)
+
+    @classmethod
+    def from_store(
+        cls, path: str, on_device: bool = False, photos: str | None = None, max_side: int | None = None, **kwargs: Any
+    ) -> SRDataModule:
+        """A store made by ``python -m src.data.prepare``, memory-mapped: no decoding, RAM not growing with its size.
+
+        ``on_device``: keep the train split on the training device and cut crops there (see
+        ``src/data/device_patches.py``). ``photos``: first bring the store up to date with this folder
+        (resumes an interrupted prepare; a no-op once done), capping the long side at ``max_side``.
+        """
+        if on_device and cls is SRDataModule:
+            from src.data.device_patches import DeviceStoreDataModule  # it subclasses this module
+
+            return DeviceStoreDataModule.from_store(path, photos=photos, max_side=max_side, **kwargs)
+        if photos is not None:
+            from src.data.prepare import prepare
+
+            prepare(photos, path, max_side=max_side)
+        min_sizes = {"train": kwargs["patch_size"], "val": 2 * kwargs["scale"], "test": 2 * kwargs["scale"]}
+        module = cls({}, **kwargs)
+        # Filled here, so setup() has nothing to decode.
+        module.images = dict(open_store(path, min_sizes))
+        module.names = {split: images.names for split, images in module.images.items()}
+        return module
 
     def setup(self, stage: str | None = None) -> None:
         if self.images:

@@ -1,0 +1,147 @@
+"""``data.on_device=true``: the train split lives on the training device; crops are cut there in batches.
+
+The train loader yields only a ``(B, 4)`` int64 tensor per batch (image, y, x, flip/rotation of
+each patch), a pure function of (seed, batch index) like ``PatchBatches``. Lightning moves that
+tensor to the device and ``on_after_batch_transfer`` turns it into the ``(B, P, P, 3)`` uint8 HR
+batch that ``SRModule`` expects, with one batched row gather: no loader work, no host copies of
+pixels. On CPU the "device" copy is the memory-mapped store itself (zero-copy), so the same code
+path runs, and is tested, without a GPU.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from src.data.datamodule import SRDataModule
+from src.data.patches import EpochBatchSampler
+from src.data.store import StoreImages
+from src.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+class CropPlans(Dataset):
+    """Item ``k``: where to cut the patches of training batch ``k`` -> ``(B, 4)`` int64 [image, y, x, transform].
+
+    Same schedule as ``PatchBatches``: each epoch visits every image ``patches_per_image`` times
+    in a fresh order; ``transform`` picks one of the 8 flips/rotations (bit 0: rows, 1: columns, 2: transpose).
+    Under DDP (``shard=(rank, world_size)``) every rank plans the same global batch and keeps its
+    ``rank::world_size`` slice, as ``PatchBatches`` does.
+    """
+
+    def __init__(
+        self,
+        shapes: np.ndarray,
+        patch_size: int,
+        patches_per_image: int,
+        batch_size: int,
+        seed: int,
+        shard: tuple[int, int] = (0, 1),
+    ) -> None:
+        self.shapes = shapes
+        self.patch_size = patch_size
+        self.patches_per_image = patches_per_image
+        self.batch_size = batch_size
+        self.seed = seed
+        self.shard = shard
+        self.batches_per_epoch = max(1, len(shapes) * patches_per_image // batch_size)
+        self._order_epoch, self._order = -1, np.empty(0, np.int64)
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch
+
+    def __getitem__(self, k: int) -> torch.Tensor:
+        epoch, i = divmod(int(k), self.batches_per_epoch)
+        if self._order_epoch != epoch:
+            order = np.repeat(np.arange(len(self.shapes)), self.patches_per_image)
+            self._order = np.random.default_rng((self.seed, epoch)).permutation(order)
+            self._order_epoch = epoch
+        which = self._order[i * self.batch_size : (i + 1) * self.batch_size]
+        rng = np.random.default_rng((self.seed, epoch, i))
+        room = self.shapes[which] - self.patch_size + 1  # valid top-left corners per axis
+        y = rng.integers(0, room[:, 0])
+        x = rng.integers(0, room[:, 1])
+        t = rng.integers(0, 8, len(which))
+        rank, world = self.shard
+        return torch.from_numpy(np.stack([which, y, x, t], axis=1)[rank::world].astype(np.int64))
+
+
+class DeviceCropper:
+    """The train split on one device, and batched crops from it.
+
+    Every image starts at a multiple of 3 bytes in the flat buffer, so ``buffer.unfold(0, 3P, 3)`` is a
+    zero-copy view whose row ``q`` is the ``P`` pixels starting at pixel ``q``: a patch is ``P`` rows of
+    that view, and a batch is one index of ``B * P`` rows.
+    """
+
+    def __init__(self, images: StoreImages, patch_size: int, device: torch.device) -> None:
+        self.images = images
+        self.patch_size = p = patch_size
+        flat = torch.from_numpy(images.flat())
+        if device.type != "cpu":
+            need = flat.numel()
+            if device.type == "cuda":
+                free, _ = torch.cuda.mem_get_info(device)
+                if need > 0.8 * free:  # leave room for the net and its activations
+                    raise DataError(
+                        f"data.on_device=true: the train split is {need / 1e9:.1f} GB, {device} has {free / 1e9:.1f} GB free; "
+                        "use data.on_device=false"
+                    )
+            log.info("copying the train split (%.2f GB) to %s", need / 1e9, device)
+            flat = flat.to(device)
+        self.device = device
+        self.rows = flat.unfold(0, 3 * p, 3)  # (pixels - P + 1, 3P), a view
+        self.start = torch.as_tensor(images.offsets // 3, device=device)  # first pixel of each image
+        self.width = torch.as_tensor(images.shapes[:, 1], device=device)
+        self.steps = torch.arange(p, device=device)
+        self.row_bytes = int(images.shapes[:, 1].mean()) * 3 * p if len(images) else 0
+
+    def crops(self, plan: torch.Tensor) -> torch.Tensor:
+        """``(B, 4)`` plan on the device -> ``(B, P, P, 3)`` uint8 patches, flipped/rotated per ``plan[:, 3]``."""
+        p = self.patch_size
+        n, y, x, t = plan.unbind(1)
+        flip_rows = (t & 1).bool()
+        # Flipping rows is free: read the patch's rows bottom-up.
+        rows = torch.where(flip_rows[:, None], p - 1 - self.steps, self.steps)
+        first = self.start[n] + x
+        idx = first[:, None] + (y[:, None] + rows) * self.width[n][:, None]  # (B, P) pixel index of each row start
+        out = self.rows[idx].view(-1, p, p, 3)
+        flip_cols = (t & 2).bool()[:, None, None, None]
+        out = torch.where(flip_cols, out.flip(2), out)
+        transpose = (t & 4).bool()[:, None, None, None]
+        out = torch.where(transpose, out.transpose(1, 2), out)
+        if self.device.type == "cpu":
+            self.images.account(self.row_bytes * len(plan))  # pages touched through the mapping
+        return out
+
+
+class DeviceStoreDataModule(SRDataModule):
+    """``SRDataModule`` over a store whose training crops are cut on the training device (build with ``from_store``)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._cropper: DeviceCropper | None = None
+
+    def train_dataloader(self) -> DataLoader:
+        images = self.images["train"]
+        if not isinstance(images, StoreImages):
+            raise DataError("data.on_device=true needs a prepared store: use data=store data.path=STORE")
+        shard = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        plans = CropPlans(images.shapes, self.patch_size, self.patches_per_image, self.batch_size, self.seed, shard)
+        # Plans cost microseconds: worker processes would only add overhead.
+        return DataLoader(plans, batch_size=None, sampler=EpochBatchSampler(len(plans)), num_workers=0)
+
+    def cropper(self, device: torch.device) -> DeviceCropper:
+        if self._cropper is None or self._cropper.device != device:
+            self._cropper = DeviceCropper(self.images["train"], self.patch_size, device)
+        return self._cropper
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        # Training plans are int64; val/test batches (uint8 images) pass through untouched.
+        if isinstance(batch, torch.Tensor) and batch.dtype == torch.int64 and batch.ndim == 2:
+            return self.cropper(batch.device).crops(batch)
+        return batch
