@@ -4,7 +4,6 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # Pinned first: on our machines this is a local CPU build; an unpinned torch pulls a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
-export WANDB_MODE ?= offline
 export WANDB_SILENT ?= true
 
 .PHONY: help install train test lint clean

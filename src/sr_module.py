@@ -99,7 +99,7 @@ class SRModule(pl.LightningModule):
     def _eval_step(self, batch: torch.Tensor, stage: str, metrics, bicubic_metrics) -> None:
         x, bicubic, hr = self.degrade(batch)
         pred = self(x).float()
-        self.log(f"{stage}/loss", self.loss_fn(pred, hr), batch_size=1)
+        self.log(f"{stage}/loss", self.loss_fn(pred, hr), batch_size=1, sync_dist=True)
         # SSIM's Gaussian filter is a conv: under bf16 autocast it would lose ~0.2 SSIM of accuracy.
         with torch.autocast(batch.device.type, enabled=False):
             metrics.update(*y_inputs(pred, hr, self.scale))
@@ -113,12 +113,13 @@ class SRModule(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         values = self.val_metrics.compute()
         self.val_metrics.reset()
-        self.log_dict(values)
+        # torchmetrics already synced these across DDP ranks; sync_dist only averages equal values.
+        self.log_dict(values, sync_dist=True)
         self.val_psnr_best.update(values["val/psnr_y"])
-        self.log("val/psnr_y_best", self.val_psnr_best.compute())
+        self.log("val/psnr_y_best", self.val_psnr_best.compute(), sync_dist=True)
         if not (self._val_bicubic_logged or self.trainer.sanity_checking):
             # The baseline does not change between epochs: log it once, beside the first real epoch.
-            self.log_dict(self.val_bicubic.compute())
+            self.log_dict(self.val_bicubic.compute(), sync_dist=True)
             self.val_bicubic.reset()
             self._val_bicubic_logged = True
 
@@ -127,7 +128,7 @@ class SRModule(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         for m in (self.test_metrics, self.test_bicubic):
-            self.log_dict(m.compute())
+            self.log_dict(m.compute(), sync_dist=True)
             m.reset()
 
     def configure_optimizers(self) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -26,6 +27,7 @@ from src.callbacks.fit_timer import FitTimer
 from src.config_checks import check_train_config
 from src.errors import user_error
 from src.report_table import format_summary
+from src.run_context import is_multirun, prepare_ddp_launch, register_resolvers
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     callbacks = [hydra.utils.instantiate(c) for c in cfg.callbacks.values()]
     loggers = [hydra.utils.instantiate(c) for c in cfg.logger.values()]
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    if trainer.world_size > 1:
+        prepare_ddp_launch(out_dir)
     for lg in loggers:
         lg.log_hyperparams({"params": model.params, "macs_per_pixel": model.macs_per_pixel})
 
@@ -72,6 +76,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         test_metrics = dict(trainer.callback_metrics)
 
     summary = {
+        "status": "completed",
         "model": cfg.model.name,
         "scale": cfg.data.scale,
         "params": model.params,
@@ -93,39 +98,59 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "checkpoint": best,
         "run_dir": str(out_dir),
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # NaN is not JSON: write null so every reader can parse the file.
-    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
-    (out_dir / "summary.json").write_text(json.dumps(clean, indent=2) + "\n")
+    if trainer.is_global_zero:
+        write_summary(out_dir, summary)
     for lg in loggers:
         lg.log_metrics({f"summary/{k}": v for k, v in summary.items() if isinstance(v, (int, float))})
         lg.finalize("success")
     return summary
 
 
+def write_summary(out_dir: Path, summary: dict[str, Any]) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # NaN is not JSON: write null so every reader can parse the file.
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
+    (out_dir / "summary.json").write_text(json.dumps(clean, indent=2) + "\n")
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
+    env_before = set(os.environ)
     try:
         summary = train(cfg)
     except Exception as e:
-        if (cause := user_error(e)) is None:
-            raise
+        cause = user_error(e)
+        if int(os.environ.get("LOCAL_RANK", 0)) == 0:
+            write_summary(Path(cfg.paths.output_dir), {"status": "failed", "model": cfg.model.name, "error": str(cause or e)})
+        if cause is None:
+            raise  # a bug: the traceback is what helps (the sweep still runs its other jobs)
         print(f"error: {cause}", file=sys.stderr)
+        if is_multirun():
+            return float("nan")  # let the sweep go on; the report lists this job as failed
         sys.exit(2)
     finally:
-        _finish_wandb()
-    print(format_summary(summary))
+        _end_job(env_before)
+    if summary["status"] == "completed" and int(os.environ.get("LOCAL_RANK", 0)) == 0:
+        print(format_summary(summary))
     return summary["val_psnr_y"]  # the objective of Hydra sweepers
 
 
-def _finish_wandb() -> None:
-    # Each multirun job must close its W&B run, or the next job's metrics land in it.
+def _end_job(env_before: set[str]) -> None:
+    # Each multirun job must close its W&B run and its DDP process group, and drop the variables
+    # Lightning's DDP launcher set (LOCAL_RANK, MASTER_PORT, ...): otherwise the next job logs into
+    # the old W&B run, or takes itself for a DDP child and waits forever for workers that exited.
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    for key in set(os.environ) - env_before:
+        del os.environ[key]
     if "wandb" in sys.modules:
         import wandb
 
         if wandb.run is not None:
             wandb.finish()
 
+
+register_resolvers()
 
 if __name__ == "__main__":
     main()

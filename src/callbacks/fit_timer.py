@@ -42,7 +42,7 @@ class FitTimer(pl.Callback):
         self._epoch_patches = 0
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:
-        self._epoch_patches += batch.shape[0]
+        self._epoch_patches += batch.shape[0] * trainer.world_size  # DDP: each rank holds a slice
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         _sync(trainer)

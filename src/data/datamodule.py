@@ -19,7 +19,7 @@ from src.data.patches import EpochBatchSampler, EvalImages, PatchBatches
 from src.data.sample import sample_splits
 from src.data.splits import split_folder
 from src.data.store import open_store
-from src.errors import DataError
+from src.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,12 @@ class SRDataModule(pl.LightningDataModule):
         log.info("images: %s", {k: len(v) for k, v in self.images.items()})
 
     def train_dataloader(self) -> DataLoader:
-        ds = PatchBatches(self.images["train"], self.patch_size, self.patches_per_image, self.batch_size, self.seed)
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        if self.batch_size % world:
+            raise ConfigError(f"data.batch_size={self.batch_size}: must be divisible by the {world} DDP processes")
+        ds = PatchBatches(
+            self.images["train"], self.patch_size, self.patches_per_image, self.batch_size, self.seed, shard=(rank, world)
+        )
         return DataLoader(
             ds,
             batch_size=None,  # items are already batches

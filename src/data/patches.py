@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch.utils.data import Dataset, Sampler
 
 
@@ -15,10 +14,21 @@ class PatchBatches(Dataset):
     per-sample collation, which keeps a 2-core loader far ahead of the net. Item ``k`` belongs to
     epoch ``k // batches_per_epoch``; each epoch visits every image ``patches_per_image`` times in a
     fresh random order, with random crops and one of the 8 flips/rotations per patch.
+
+    Under DDP (``shard=(rank, world_size)``) every rank draws the same global batch and keeps its
+    ``rank::world_size`` slice: the averaged gradient then equals the single-process one, so a run's
+    result does not depend on the number of processes.
     """
 
     def __init__(
-        self, images: list[np.ndarray], patch_size: int, patches_per_image: int, batch_size: int, seed: int, augment: bool = True
+        self,
+        images: list[np.ndarray],
+        patch_size: int,
+        patches_per_image: int,
+        batch_size: int,
+        seed: int,
+        augment: bool = True,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         self.images = images
         self.patch_size = patch_size
@@ -26,6 +36,7 @@ class PatchBatches(Dataset):
         self.batch_size = batch_size
         self.seed = seed
         self.augment = augment
+        self.shard = shard
         self.batches_per_epoch = max(1, len(images) * patches_per_image // batch_size)
         self._order_epoch, self._order = -1, np.empty(0, np.int64)
 
@@ -59,14 +70,12 @@ class PatchBatches(Dataset):
                 if t & 4:
                     patch = patch.transpose(1, 0, 2)
             patches.append(patch)
-        return torch.from_numpy(np.stack(patches))
+        rank, world = self.shard
+        return torch.from_numpy(np.stack(patches[rank::world]))
 
 
 class EpochBatchSampler(Sampler[int]):
-    """Yields the item indices of the current epoch (Lightning calls ``set_epoch`` each epoch).
-
-    Under DDP each rank takes every ``world_size``-th batch, so ranks never see the same patches.
-    """
+    """Yields the item indices of the current epoch (Lightning calls ``set_epoch`` each epoch)."""
 
     def __init__(self, batches_per_epoch: int) -> None:
         self.batches_per_epoch = batches_per_epoch
@@ -75,19 +84,12 @@ class EpochBatchSampler(Sampler[int]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _rank_world(self) -> tuple[int, int]:
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_rank(), dist.get_world_size()
-        return 0, 1
-
     def __len__(self) -> int:
-        rank, world = self._rank_world()
-        return len(range(rank, self.batches_per_epoch, world))
+        return self.batches_per_epoch
 
     def __iter__(self):
-        rank, world = self._rank_world()
         base = self.epoch * self.batches_per_epoch
-        return iter(range(base + rank, base + self.batches_per_epoch, world))
+        return iter(range(base, base + self.batches_per_epoch))
 
 
 class EvalImages(Dataset):

@@ -1,0 +1,46 @@
+"""What a training process needs to know about how Hydra and Lightning launched it."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import OmegaConf, open_dict, read_write
+
+
+def is_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def sweep_group() -> str | None:
+    """The W&B group of a sweep's jobs: the sweep dir's date and time (``None`` outside a sweep)."""
+    if not is_multirun():
+        return None
+    sweep_dir = Path(HydraConfig.get().runtime.output_dir).parent
+    return f"sweep_{sweep_dir.parent.name}_{sweep_dir.name}"
+
+
+def prepare_ddp_launch(output_dir: Path) -> None:
+    """Make Lightning's DDP child processes re-run exactly this job, into this job's dir.
+
+    Lightning starts each extra DDP process by re-executing the command line plus
+    ``hydra.run.dir=<HydraConfig run.dir>``. Two traps follow: in a sweep the command line holds the
+    whole sweep (``-m model=a,b``), so every child would re-run every job; and ``run.dir`` holds a
+    ``${now:}`` template that resolves to a new time in the child. So the command line becomes this
+    job's own overrides, and ``run.dir`` this job's resolved output dir.
+    """
+    if not HydraConfig.initialized() or "LOCAL_RANK" in os.environ:
+        return  # not under Hydra, or already a DDP child
+    hc = HydraConfig.get()
+    if is_multirun():
+        sys.argv = [sys.argv[0], *hc.overrides.task]
+    with read_write(hc), open_dict(hc):
+        hc.run.dir = str(output_dir)
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("sweep_group"):
+        OmegaConf.register_new_resolver("sweep_group", sweep_group)
