@@ -8,7 +8,7 @@ import torch
 from conftest import read_summary, run_train, synthetic_photo
 
 from src.data.datamodule import SRDataModule
-from src.data.device_patches import CropPlans, DeviceCropper, DeviceStoreDataModule
+from src.data.device_patches import CropPlan, CropPlans, DeviceCropper, DeviceStoreDataModule
 from src.data.prepare import prepare
 from src.data.store import open_store
 
@@ -44,7 +44,8 @@ def test_crops_match_numpy_for_all_8_transforms(store):
         for n in range(len(images)):
             h, w = images.shapes[n]
             plan.append([n, rng.integers(0, h - 31), rng.integers(0, w - 31), t])
-    out = cropper.crops(torch.tensor(plan))
+    plan.sort(key=lambda r: r[3])
+    out = cropper.crops(CropPlan(torch.tensor(plan), tuple([len(images)] * 8)))
     assert out.shape == (len(plan), 32, 32, 3) and out.dtype == torch.uint8
     for (n, y, x, t), patch in zip(plan, out.numpy(), strict=True):
         np.testing.assert_array_equal(patch, reference_crop(images[n], y, x, t, 32))
@@ -54,14 +55,17 @@ def test_plans_are_deterministic_cover_the_epoch_and_shard():
     shapes = np.array([[50, 60], [40, 80], [100, 33]])
     plans = CropPlans(shapes, 32, patches_per_image=4, batch_size=6, seed=1)
     assert len(plans) == 2
-    epoch0 = torch.cat([plans[0], plans[1]])
-    assert torch.equal(plans[0], CropPlans(shapes, 32, 4, 6, seed=1)[0])
+    first = plans[0]
+    assert first.where[:, 3].tolist() == sorted(first.where[:, 3].tolist())  # grouped by transform
+    assert list(first.counts) == np.bincount(first.where[:, 3], minlength=8).tolist()
+    epoch0 = torch.cat([plans[0].where, plans[1].where])
+    assert torch.equal(plans[0].where, CropPlans(shapes, 32, 4, 6, seed=1)[0].where)
     assert sorted(epoch0[:, 0].tolist()) == [0] * 4 + [1] * 4 + [2] * 4  # every image patches_per_image times
     room = torch.as_tensor(shapes)[epoch0[:, 0]] - 32
     assert (epoch0[:, 1] <= room[:, 0]).all() and (epoch0[:, 2] <= room[:, 1]).all() and (epoch0[:, 1:3] >= 0).all()
-    assert not torch.equal(plans[2], plans[0])  # the next epoch draws afresh
-    halves = [CropPlans(shapes, 32, 4, 6, seed=1, shard=(r, 2))[0] for r in range(2)]
-    assert torch.equal(torch.cat(halves).sort(0).values, plans[0].sort(0).values)
+    assert not torch.equal(plans[2].where, plans[0].where)  # the next epoch draws afresh
+    halves = [CropPlans(shapes, 32, 4, 6, seed=1, shard=(r, 2))[0].where for r in range(2)]
+    assert sorted(torch.cat(halves).tolist()) == sorted(plans[0].where.tolist())
 
 
 def test_module_turns_plans_into_uint8_batches(store):
@@ -70,7 +74,7 @@ def test_module_turns_plans_into_uint8_batches(store):
     assert isinstance(dm, DeviceStoreDataModule)
     dm.setup("fit")
     plan = next(iter(dm.train_dataloader()))
-    assert plan.shape == (5, 4) and plan.dtype == torch.int64
+    assert plan.where.shape == (5, 4) and plan.where.dtype == torch.int64 and sum(plan.counts) == 5
     batch = dm.on_after_batch_transfer(plan, 0)
     assert batch.shape == (5, 48, 48, 3) and batch.dtype == torch.uint8
     val = next(iter(dm.val_dataloader()))

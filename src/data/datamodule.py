@@ -92,7 +92,8 @@ class SRDataModule(pl.LightningDataModule):
         min_sizes = {"train": kwargs["patch_size"], "val": 2 * kwargs["scale"], "test": 2 * kwargs["scale"]}
         module = cls({}, **kwargs)
         # Filled here, so setup() has nothing to decode.
-        module.images = dict(open_store(path, min_sizes))
+        rows_read = {"train": kwargs["patch_size"], "val": kwargs["eval_crop"], "test": kwargs["eval_crop"]}
+        module.images = dict(open_store(path, min_sizes, rows_read))
         module.names = {split: images.names for split, images in module.images.items()}
         return module
 

@@ -1,16 +1,20 @@
 """``data.on_device=true``: the train split lives on the training device; crops are cut there in batches.
 
-The train loader yields only a ``(B, 4)`` int64 tensor per batch (image, y, x, flip/rotation of
-each patch), a pure function of (seed, batch index) like ``PatchBatches``. Lightning moves that
-tensor to the device and ``on_after_batch_transfer`` turns it into the ``(B, P, P, 3)`` uint8 HR
-batch that ``SRModule`` expects, with one batched row gather: no loader work, no host copies of
-pixels. On CPU the "device" copy is the memory-mapped store itself (zero-copy), so the same code
-path runs, and is tested, without a GPU.
+The train loader yields only a ``CropPlan`` per batch: a ``(B, 4)`` int64 tensor (image, y, x,
+flip/rotation of each patch), a pure function of (seed, batch index) like ``PatchBatches``, plus
+how many patches take each flip/rotation. Lightning moves the tensor to the device and
+``on_after_batch_transfer`` turns it into the ``(B, P, P, 3)`` uint8 HR batch that ``SRModule``
+expects, with one batched row gather: no loader work, no host copies of pixels, no device sync.
+On CPU the "device" copy is the memory-mapped store itself (zero-copy), so the same code path
+runs, and is tested, without a GPU.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -22,6 +26,17 @@ from src.data.store import StoreImages
 from src.errors import DataError
 
 log = logging.getLogger(__name__)
+
+
+class CropPlan(NamedTuple):
+    """Where to cut one batch. ``where`` is sorted by transform; ``counts[t]``: patches with transform ``t``.
+
+    The counts travel as host ints, so the device can flip whole slices of the batch without the
+    sync that reading a device mask back would cost (Lightning moves only the tensor).
+    """
+
+    where: torch.Tensor
+    counts: tuple[int, ...]
 
 
 class CropPlans(Dataset):
@@ -54,7 +69,7 @@ class CropPlans(Dataset):
     def __len__(self) -> int:
         return self.batches_per_epoch
 
-    def __getitem__(self, k: int) -> torch.Tensor:
+    def __getitem__(self, k: int) -> CropPlan:
         epoch, i = divmod(int(k), self.batches_per_epoch)
         if self._order_epoch != epoch:
             order = np.repeat(np.arange(len(self.shapes)), self.patches_per_image)
@@ -67,7 +82,21 @@ class CropPlans(Dataset):
         x = rng.integers(0, room[:, 1])
         t = rng.integers(0, 8, len(which))
         rank, world = self.shard
-        return torch.from_numpy(np.stack([which, y, x, t], axis=1)[rank::world].astype(np.int64))
+        plan = np.stack([which, y, x, t], axis=1)[rank::world]
+        plan = plan[np.argsort(plan[:, 3], kind="stable")]  # order within a batch is irrelevant to the loss
+        return CropPlan(torch.from_numpy(plan.astype(np.int64)), tuple(np.bincount(plan[:, 3], minlength=8).tolist()))
+
+
+@contextmanager
+def _one_cpu_thread() -> Iterator[None]:
+    """Run small CPU tensor ops on one thread: a crop batch is ~0.2 ms of copying, while waking
+    torch's other intra-op threads on a busy 2-core machine costs a scheduler tick (~8 ms) per op."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class DeviceCropper:
@@ -100,22 +129,28 @@ class DeviceCropper:
         self.steps = torch.arange(p, device=device)
         self.row_bytes = int(images.shapes[:, 1].mean()) * 3 * p if len(images) else 0
 
-    def crops(self, plan: torch.Tensor) -> torch.Tensor:
-        """``(B, 4)`` plan on the device -> ``(B, P, P, 3)`` uint8 patches, flipped/rotated per ``plan[:, 3]``."""
+    def crops(self, plan: CropPlan) -> torch.Tensor:
+        """A plan with ``where`` on the device -> ``(B, P, P, 3)`` uint8 patches, flipped/rotated as planned."""
+        with _one_cpu_thread() if self.device.type == "cpu" else nullcontext():
+            return self._crops(plan)
+
+    def _crops(self, plan: CropPlan) -> torch.Tensor:
         p = self.patch_size
-        n, y, x, t = plan.unbind(1)
-        flip_rows = (t & 1).bool()
+        n, y, x, t = plan.where.unbind(1)
         # Flipping rows is free: read the patch's rows bottom-up.
-        rows = torch.where(flip_rows[:, None], p - 1 - self.steps, self.steps)
+        rows = torch.where((t & 1).bool()[:, None], p - 1 - self.steps, self.steps)
         first = self.start[n] + x
-        idx = first[:, None] + (y[:, None] + rows) * self.width[n][:, None]  # (B, P) pixel index of each row start
-        out = self.rows[idx].view(-1, p, p, 3)
-        flip_cols = (t & 2).bool()[:, None, None, None]
-        out = torch.where(flip_cols, out.flip(2), out)
-        transpose = (t & 4).bool()[:, None, None, None]
-        out = torch.where(transpose, out.transpose(1, 2), out)
+        idx = first[:, None] + (y[:, None] + rows) * self.width[n][:, None]  # (B, P) first pixel of each patch row
+        out = self.rows.index_select(0, idx.view(-1)).view(-1, p, p, 3)
+        # Sorted by transform: columns flip for t in {2, 3} and {6, 7}, the transpose for t >= 4.
+        ends = np.cumsum(plan.counts).tolist()
+        for a, b in ((ends[1], ends[3]), (ends[5], ends[7])):
+            if b > a:
+                out[a:b] = out[a:b].flip(2)
+        if ends[7] > ends[3]:
+            out[ends[3] :] = out[ends[3] :].transpose(1, 2).clone()
         if self.device.type == "cpu":
-            self.images.account(self.row_bytes * len(plan))  # pages touched through the mapping
+            self.images.account(self.row_bytes * len(plan.where))  # pages touched through the mapping
         return out
 
 
@@ -141,7 +176,7 @@ class DeviceStoreDataModule(SRDataModule):
         return self._cropper
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        # Training plans are int64; val/test batches (uint8 images) pass through untouched.
-        if isinstance(batch, torch.Tensor) and batch.dtype == torch.int64 and batch.ndim == 2:
-            return self.cropper(batch.device).crops(batch)
+        # Training plans become patches; val/test batches (uint8 images) pass through untouched.
+        if isinstance(batch, CropPlan):
+            return self.cropper(batch.where.device).crops(batch)
         return batch

@@ -88,9 +88,11 @@ class StoreImages(Sequence):
     loader worker started by spawn or forkserver maps the file again instead of receiving a copy.
     """
 
-    def __init__(self, path: str | os.PathLike, entries: list[dict[str, Any]]) -> None:
+    def __init__(self, path: str | os.PathLike, entries: list[dict[str, Any]], rows_read: int | None = None) -> None:
         self.path = Path(path)
         self.entries = entries
+        # Rows a caller reads of each image it takes (a patch's height; None: all), to count pages touched.
+        self.rows_read = rows_read
         self.offsets = np.array([e["offset"] for e in entries], dtype=np.int64)
         self.shapes = np.array([e["shape"] for e in entries], dtype=np.int64).reshape(-1, 2)
         self._mmap: mmap.mmap | None = None
@@ -120,7 +122,7 @@ class StoreImages(Sequence):
     def __getitem__(self, i: int) -> np.ndarray:  # type: ignore[override]
         h, w = self.shapes[i]
         off = self.offsets[i]
-        self.account(int(h * w * 3))
+        self.account(int(min(h, self.rows_read or h) * w * 3))
         return self.flat()[off : off + h * w * 3].reshape(h, w, 3)
 
     def account(self, nbytes: int) -> None:
@@ -135,17 +137,21 @@ class StoreImages(Sequence):
             self._handed_out = 0
 
     def subset(self, keep: list[int]) -> StoreImages:
-        return StoreImages(self.path, [self.entries[i] for i in keep])
+        return StoreImages(self.path, [self.entries[i] for i in keep], self.rows_read)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path, "entries": self.entries}
+        return {"path": self.path, "entries": self.entries, "rows_read": self.rows_read}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["path"], state["entries"])
+        self.__init__(state["path"], state["entries"], state["rows_read"])
 
 
-def open_store(root: str | os.PathLike, min_sizes: dict[str, int]) -> dict[str, StoreImages]:
+def open_store(
+    root: str | os.PathLike, min_sizes: dict[str, int], rows_read: dict[str, int | None] | None = None
+) -> dict[str, StoreImages]:
     """Each split of the store at ``root`` as ``StoreImages``, keeping images of at least ``min_sizes[split]`` px.
+
+    ``rows_read[split]``: rows of an image that one access reads (the patch size for train).
 
     Raises a one-line ``DataError`` when the store is missing, damaged, or leaves a split empty.
     """
@@ -159,7 +165,7 @@ def open_store(root: str | os.PathLike, min_sizes: dict[str, int]) -> dict[str, 
             raise DataError(
                 f"{path}: {have} bytes, its index needs {committed_bytes(entries)}: the store is damaged; prepare it again"
             )
-        images = StoreImages(path, entries)
+        images = StoreImages(path, entries, (rows_read or {}).get(split))
         min_size = min_sizes.get(split, 1)
         keep = [i for i, (h, w) in enumerate(images.shapes) if min(h, w) >= min_size]
         if len(keep) < len(images):
