@@ -1,0 +1,105 @@
+"""Export a checkpoint to ONNX: LR image in, SR image out, any height and width.
+
+    python -m src.export --ckpt model.ckpt --out model.onnx
+    python -m src.export --ckpt model.ckpt --out model.onnx --opset 18
+
+The graph takes ``lr`` (N, 3, h, w) float in [0, 1] and returns ``sr`` (N, 3, h*scale, w*scale),
+unclamped, the same as ``src.tiling.sr_whole``. The pre-upsampling is part of the graph:
+src.degrade resizes with size-dependent matrices (not exportable for dynamic sizes), so here the
+MATLAB bicubic kernel is written as its ``scale**2`` fixed 5x5 phase filters + pixel shuffle, which
+is the same linear map (edge replication included) for any size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from src.checkpoint import load_checkpoint
+from src.degrade import resize_matrix
+from src.errors import SrlabError
+from src.metrics import to_y
+
+
+class BicubicUp(nn.Module):
+    """MATLAB ``imresize(x, scale)`` (bicubic, integer upscale) as a conv: export-friendly, any size."""
+
+    def __init__(self, scale: int) -> None:
+        super().__init__()
+        self.scale = scale
+        # Output pixel s*k+p of the 1-D resize reads inputs k-2..k+2: read the 5 weights of each phase p
+        # off the reference matrix, far from its edges (they do not depend on the length).
+        n = 16
+        m = torch.from_numpy(resize_matrix(n, n * scale, float(scale)))
+        k = n // 2
+        taps = torch.stack([m[scale * k + p, k - 2 : k + 3] for p in range(scale)]).float()  # (s, 5)
+        # 2-D phase (py, px) -> channel py*s + px, as pixel_shuffle expects; one group per color channel.
+        w2d = torch.einsum("ai,bj->abij", taps, taps).reshape(scale * scale, 1, 5, 5)
+        self.register_buffer("weight", w2d.repeat(3, 1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.pad(x, (2, 2, 2, 2), mode="replicate")  # replicate = MATLAB's clipped edge indices
+        return F.pixel_shuffle(F.conv2d(x, self.weight, groups=3), self.scale).clamp(0, 1)
+
+
+class ExportedSR(nn.Module):
+    """LR -> SR: pre-upsampling, luma for luma-in nets, replicate padding by the net's offset, the net."""
+
+    def __init__(self, net: nn.Module, scale: int) -> None:
+        super().__init__()
+        self.net = net
+        self.scale = scale
+        self.up = BicubicUp(scale) if net.upsample == "bicubic" else None
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        x = self.up(lr) if self.up is not None else lr.repeat_interleave(self.scale, -2).repeat_interleave(self.scale, -1)
+        if self.net.in_channels == 1:
+            x = to_y(x) / 255
+        o = self.net.offset
+        return self.net(F.pad(x, (o, o, o, o), mode="replicate") if o else x)
+
+
+def export_onnx(ckpt: str | Path, out: str | Path, opset: int = 17) -> Path:
+    """Write the ONNX file for ``ckpt``; height and width are dynamic axes."""
+    model = load_checkpoint(ckpt)
+    wrapper = ExportedSR(model.net, model.scale).eval()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.rand(1, 3, 24, 32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice, not actionable here
+        torch.onnx.export(
+            wrapper,
+            (example,),
+            str(out),
+            input_names=["lr"],
+            output_names=["sr"],
+            dynamic_axes={"lr": {0: "batch", 2: "height", 3: "width"}, "sr": {0: "batch", 2: "out_height", 3: "out_width"}},
+            opset_version=opset,
+            dynamo=False,
+        )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m src.export", description="Export an srlab checkpoint to ONNX (dynamic H/W).")
+    p.add_argument("--ckpt", required=True, type=Path, help="checkpoint written by src.train")
+    p.add_argument("--out", required=True, type=Path, help="the .onnx file to write")
+    p.add_argument("--opset", type=int, default=17)
+    args = p.parse_args(argv)
+    try:
+        print(export_onnx(args.ckpt, args.out, args.opset))
+    except SrlabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""Upscale photos with a trained checkpoint, by the checkpoint's scale.
+
+    python -m src.upscale photo.jpg --ckpt model.ckpt --out out/               # out/photo_x2.jpg
+    python -m src.upscale photos/ --ckpt model.ckpt --out out/ --ext .png       # a folder, PNG outputs
+    python -m src.upscale photo.png --ckpt model.ckpt --out big.webp --tta     # format from the suffix; 8-fold ensemble
+    python -m src.upscale huge.tif --ckpt model.ckpt --out out/ --max-pixels 400000000 --tile 256
+
+What a user expects is kept: EXIF orientation is applied; an alpha channel is upscaled separately
+(MATLAB bicubic); grayscale stays grayscale; 16-bit input gives 16-bit output (PNG/TIFF gray via
+Pillow, RGB TIFF via tifffile: Pillow reads 16-bit RGB as 8-bit); the output format follows the
+output suffix. Any size works: inference runs in tiles (src/tiling.py) written straight into the
+8/16-bit output array, so a 4000x3000 photo stays well under 2 GB (scripts/measure_upscale_memory.py).
+A file that cannot be read (not an image, truncated, empty, over Pillow's decompression-bomb limit)
+is reported by name and skipped; the exit status is then 1 (2: bad options or checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from tqdm import tqdm
+
+from src.checkpoint import LoadedModel, load_checkpoint
+from src.data.images import IMAGE_SUFFIXES, ImageError, list_images
+from src.degrade import imresize
+from src.errors import SrlabError
+from src.tiling import DEFAULT_TILE, iter_tiles
+
+_TIFF = {".tif", ".tiff"}
+_16BIT_GRAY = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+# EXIF orientation -> numpy transform (ImageOps.exif_transpose's table, for arrays tifffile reads).
+_ORIENT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+@dataclass
+class Photo:
+    """A decoded photo: color (H, W, 1|3) and optional alpha (H, W, 1) as integers of ``bits`` depth."""
+
+    color: np.ndarray
+    alpha: np.ndarray | None
+    bits: int
+
+
+def _exif_orientation(im: Image.Image) -> int:
+    try:
+        return int(im.getexif().get(0x0112, 1))
+    except Exception:  # a broken EXIF block must not lose the photo: keep it as stored
+        return 1
+
+
+def _read_tiff16(path: Path, orientation: int) -> Photo | None:
+    """16-bit RGB(A) TIFF via tifffile (Pillow would silently reduce it to 8 bits); None if not such a file."""
+    import tifffile
+
+    arr = tifffile.imread(path)
+    if arr.dtype != np.uint16 or arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        return None
+    if orientation in _ORIENT:
+        arr = _ORIENT[orientation](arr)
+    arr = np.ascontiguousarray(arr)
+    return Photo(arr[..., :3], arr[..., 3:] if arr.shape[2] == 4 else None, 16)
+
+
+def read_photo(path: Path) -> Photo:
+    """Decode ``path`` (EXIF orientation applied); raises :class:`ImageError` naming the file."""
+    try:
+        with warnings.catch_warnings():
+            # Over Image.MAX_IMAGE_PIXELS Pillow only warns (it raises at twice that): make the limit the limit.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                orientation = _exif_orientation(im)
+                if path.suffix.lower() in _TIFF and im.mode == "RGB" and (photo := _read_tiff16(path, orientation)):
+                    return photo
+                im.load()
+                im = ImageOps.exif_transpose(im)
+                mode = im.mode
+                if mode in _16BIT_GRAY:
+                    return Photo(np.clip(np.asarray(im, dtype=np.int64), 0, 65535).astype(np.uint16)[..., None], None, 16)
+                if mode in ("P", "PA"):
+                    im = im.convert("RGBA" if mode == "PA" or "transparency" in im.info else "RGB")
+                if im.mode in ("1", "L", "F"):
+                    return Photo(np.array(im.convert("L"))[..., None], None, 8)
+                if im.mode in ("LA", "La"):
+                    arr = np.array(im.convert("LA"))
+                    return Photo(arr[..., :1].copy(), arr[..., 1:].copy(), 8)
+                if im.mode in ("RGBA", "RGBa"):
+                    arr = np.array(im.convert("RGBA"))
+                    return Photo(arr[..., :3].copy(), arr[..., 3:].copy(), 8)
+                return Photo(np.array(im.convert("RGB")), None, 8)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"{path}: skipped: {e} (raise the limit with --max-pixels)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from None
+
+
+def _to_int(t: torch.Tensor, bits: int) -> np.ndarray:
+    """SR tile (C, h, w) float -> (h, w, C) uint8/uint16, rounded like a saved image."""
+    top = 255 if bits == 8 else 65535
+    arr = t.clamp(0, 1).mul(top).round().permute(1, 2, 0).numpy()
+    return arr.astype(np.uint8 if bits == 8 else np.uint16)
+
+
+def upscale_photo(model: LoadedModel, photo: Photo, tile: int | None, tta: bool, progress: bool = False) -> Photo:
+    """SR of a decoded photo: color through the net in tiles, alpha by bicubic, same bit depth."""
+    s, top = model.scale, 255.0 if photo.bits == 8 else 65535.0
+    h, w, c = photo.color.shape
+    lr = torch.from_numpy(photo.color.astype(np.float32)).permute(2, 0, 1)[None].div_(top)
+    if c == 1:
+        lr = lr.expand(-1, 3, -1, -1)  # the nets are RGB; gray in, gray out (channel mean below)
+    out = np.empty((h * s, w * s, c), dtype=photo.color.dtype)
+    for rows, cols, t in iter_tiles(model.net, lr, s, tile, tta, progress):
+        t = t[0].mean(0, keepdim=True) if c == 1 else t[0]
+        out[rows, cols] = _to_int(t, photo.bits)
+    alpha = None
+    if photo.alpha is not None:
+        a = torch.from_numpy(photo.alpha.astype(np.float32)).permute(2, 0, 1)[None].div_(top)
+        alpha = _to_int(imresize(a, s)[0], photo.bits)
+    return Photo(out, alpha, photo.bits)
+
+
+def save_photo(photo: Photo, dest: Path) -> list[str]:
+    """Write ``photo`` in the format of ``dest``'s suffix; returns notes on what that format could not keep."""
+    notes: list[str] = []
+    suffix = dest.suffix.lower()
+    arr = photo.color if photo.alpha is None else np.concatenate([photo.color, photo.alpha], axis=2)
+    if photo.bits == 16 and suffix in _TIFF and arr.shape[2] > 1:
+        import tifffile
+
+        tifffile.imwrite(dest, arr, photometric="rgb" if photo.color.shape[2] == 3 else "minisblack")
+        return notes
+    if photo.bits == 16 and arr.shape[2] == 1 and suffix in {".png", *_TIFF}:
+        Image.fromarray(arr[..., 0]).save(dest)  # Pillow mode I;16
+        return notes
+    if photo.bits == 16:
+        notes.append(f"{suffix} cannot hold 16-bit {'gray+alpha' if arr.shape[2] == 2 else 'color'} here: written as 8-bit")
+        arr = np.round(arr / 257.0).astype(np.uint8)
+    if suffix in {".jpg", ".jpeg"} and photo.alpha is not None:
+        notes.append("JPEG has no alpha channel: alpha dropped")
+        arr = arr[..., :-1]
+    im = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr, mode={1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[arr.shape[2]])
+    im.save(dest)
+    return notes
+
+
+def _collect(inputs: list[Path]) -> list[tuple[Path, Path]]:
+    """(file, path relative to its input root) for every input file or image under an input folder."""
+    out = []
+    for p in inputs:
+        if p.is_dir():
+            out += [(f, f.relative_to(p)) for f in list_images(p)]
+        elif p.is_file():
+            out.append((p, Path(p.name)))
+        else:
+            raise SrlabError(f"{p}: no such file or folder")
+    return out
+
+
+def _destination(out: Path, rel: Path, scale: int, ext: str | None, single: bool) -> Path:
+    if single and out.suffix.lower() in IMAGE_SUFFIXES | {".gif", ".tga"}:
+        return out
+    return out / rel.parent / f"{rel.stem}_x{scale}{ext or rel.suffix.lower()}"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m src.upscale", description="Upscale photos with a trained srlab checkpoint.")
+    p.add_argument("inputs", nargs="+", type=Path, help="image files and/or folders of images")
+    p.add_argument("--ckpt", required=True, type=Path, help="checkpoint written by src.train")
+    p.add_argument("--out", required=True, type=Path, help="output folder (or an output file name for one input)")
+    p.add_argument("--ext", help="output format for every file, e.g. .png (default: the input's)")
+    p.add_argument("--tile", type=int, default=DEFAULT_TILE, help=f"LR px per tile side (default {DEFAULT_TILE}; 0: no tiling)")
+    p.add_argument("--tta", action="store_true", help="average the 8 flips/rotations (8x slower, a little sharper)")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=Image.MAX_IMAGE_PIXELS,
+        help=f"refuse inputs with more pixels (Pillow's decompression-bomb guard, default {Image.MAX_IMAGE_PIXELS}; 0: no limit)",
+    )
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.ext and f".{args.ext.lstrip('.').lower()}" not in IMAGE_SUFFIXES:
+        print(f"error: --ext {args.ext}: not one of {', '.join(sorted(IMAGE_SUFFIXES))}", file=sys.stderr)
+        return 2
+    ext = f".{args.ext.lstrip('.').lower()}" if args.ext else None
+    Image.MAX_IMAGE_PIXELS = args.max_pixels or None
+    try:
+        model = load_checkpoint(args.ckpt)
+        files = _collect(args.inputs)
+    except SrlabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not files:
+        print(f"error: no images in {', '.join(map(str, args.inputs))}", file=sys.stderr)
+        return 2
+    torch.set_grad_enabled(False)
+    failed = 0
+    single = len(files) == 1
+    for path, rel in tqdm(files, desc="files", unit="file", disable=single or None):
+        dest = _destination(args.out, rel, model.scale, ext, single)
+        try:
+            result = upscale_photo(model, read_photo(path), args.tile, args.tta, progress=True)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            for note in save_photo(result, dest):
+                tqdm.write(f"warning: {dest}: {note}", file=sys.stderr)
+        except ImageError as e:
+            tqdm.write(f"error: {e}", file=sys.stderr)
+            failed += 1
+        except (OSError, ValueError, KeyError) as e:  # Pillow: unknown suffix, unwritable folder, mode/format mismatch
+            tqdm.write(f"error: {dest}: cannot write ({type(e).__name__}: {e})", file=sys.stderr)
+            failed += 1
+        else:
+            tqdm.write(str(dest))
+    if failed:
+        print(f"error: {failed} of {len(files)} file(s) failed (named above)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

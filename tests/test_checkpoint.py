@@ -1,0 +1,107 @@
+"""Safe checkpoint loading: weights only, srlab nets only, one-line errors."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from src.checkpoint import CheckpointError, load_checkpoint
+from tests.conftest import run_train
+
+
+def make_ckpt(path: Path, target: str = "src.arch.CNNSmall", scale: int = 2, seed: int = 0, **net_kwargs) -> Path:
+    """A checkpoint in src.train's format, with random (not identity-like) weights so outputs are non-trivial."""
+    from hydra.utils import get_class
+
+    torch.manual_seed(seed)
+    net = get_class(target)(**net_kwargs)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.05)
+    ckpt = {
+        "hyper_parameters": {"name": "tiny", "net": {"_target_": target, **net_kwargs}, "scale": scale, "loss": "mse"},
+        "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
+    }
+    torch.save(ckpt, path)
+    return path
+
+
+class _Evil:
+    """Unpickling this runs ``open(marker, "w")``: what a malicious checkpoint would do."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_roundtrip_rebuilds_net_scale_and_name(tmp_path):
+    model = load_checkpoint(make_ckpt(tmp_path / "m.ckpt", scale=3))
+    assert (model.scale, model.name, type(model.net).__name__) == (3, "tiny", "CNNSmall")
+    assert not model.net.training and not any(p.requires_grad for p in model.net.parameters())
+    ref = torch.load(tmp_path / "m.ckpt", weights_only=True)["state_dict"]
+    torch.testing.assert_close(model.net.state_dict()["body.0.weight"], ref["net.body.0.weight"])
+
+
+@pytest.mark.parametrize("container", ["zip", "raw_pickle"])
+def test_malicious_pickle_is_refused_and_runs_nothing(tmp_path, container):
+    marker = tmp_path / "pwned"
+    bad = tmp_path / "evil.ckpt"
+    payload = {"state_dict": {}, "hyper_parameters": _Evil(str(marker))}
+    if container == "zip":
+        torch.save(payload, bad)  # torch's zip format, as a real checkpoint
+    else:
+        bad.write_bytes(pickle.dumps(payload))  # a bare pickle (torch's legacy format)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(bad)
+    assert not marker.exists()
+    msg = str(info.value)
+    assert "\n" not in msg and str(bad) in msg and "refused" in msg
+
+
+@pytest.mark.parametrize("target", ["os.system", "builtins.eval", "src.errors.SrlabError", "src.archevil.Net"])
+def test_net_target_outside_src_arch_is_refused(tmp_path, target):
+    path = tmp_path / "m.ckpt"
+    make_ckpt(path)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["hyper_parameters"]["net"]["_target_"] = target
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(path)
+
+
+def test_nested_target_in_net_options_is_refused(tmp_path):
+    path = tmp_path / "m.ckpt"
+    make_ckpt(path)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["hyper_parameters"]["net"]["upsample"] = {"_target_": "os.system", "command": "true"}
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(path)
+
+
+def test_missing_corrupt_and_mismatched_files_give_one_line(tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_checkpoint(tmp_path / "nope.ckpt")
+    (tmp_path / "junk.ckpt").write_bytes(os.urandom(64))
+    with pytest.raises(CheckpointError, match="junk.ckpt"):
+        load_checkpoint(tmp_path / "junk.ckpt")
+    path = make_ckpt(tmp_path / "m.ckpt")
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["hyper_parameters"]["net"]["_target_"] = "src.arch.CNNDeep"  # weights of another net
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match="do not fit CNNDeep") as info:
+        load_checkpoint(path)
+    assert "\n" not in str(info.value)
+
+
+def test_checkpoint_written_by_train_loads(tmp_path):
+    proc = run_train(tmp_path / "run", "model=waifu2x", "debug=fast", "data.scale=3")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    model = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert (model.scale, model.name, model.net.offset) == (3, "waifu2x", 7)

@@ -1,0 +1,70 @@
+"""src.evaluate: benchmark folders to CSV/markdown, the photo panel, one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from src.checkpoint import load_checkpoint
+from src.errors import DataError
+from src.evaluate import evaluate_folders, evaluate_image, read_hr, score_image
+from tests.conftest import ROOT, synthetic_photo
+from tests.test_checkpoint import make_ckpt
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    return make_ckpt(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt")
+
+
+def _evaluate(*overrides: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "src.evaluate", *overrides]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_cli_scores_several_sets_to_csv_and_markdown(tmp_path, ckpt):
+    a, b = tmp_path / "SetA", tmp_path / "SetB"
+    a.mkdir(), b.mkdir()
+    synthetic_photo((40, 34), seed=0).save(a / "photo.png")
+    synthetic_photo((33, 41), seed=1).convert("L").save(a / "gray.png")  # odd sizes: modcrop
+    (a / "broken.png").write_text("not an image")
+    synthetic_photo((36, 36), seed=2).save(b / "other.png")
+    run = tmp_path / "run"
+    proc = _evaluate(f"ckpt_path={ckpt}", f"data.root=[{a},{b}]", f"hydra.run.dir={run}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "broken.png" in proc.stdout + proc.stderr
+    rows = list(csv.DictReader((run / "results.csv").open()))
+    assert [(r["set"], r["image"]) for r in rows] == [("SetA", "gray"), ("SetA", "photo"), ("SetB", "other")]
+    md = (run / "results.md").read_text()
+    assert "## SetA" in md and "## SetB" in md and "mean (2)" in md and "mean (1)" in md
+    # The CLI's numbers are the library's (nothing lost in formatting).
+    expected = score_image(read_hr(a / "photo.png"), 2, load_checkpoint(ckpt))
+    for key, value in expected.items():
+        assert float(rows[1][key]) == pytest.approx(value, abs=1e-9)
+    assert np.isfinite([float(rows[0][k]) for k in expected]).all()
+
+
+def test_bad_checkpoint_and_folder_give_one_line_errors(tmp_path, ckpt):
+    proc = _evaluate(f"ckpt_path={tmp_path / 'missing.ckpt'}", f"hydra.run.dir={tmp_path / 'r1'}")
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "missing.ckpt" in proc.stderr
+    with pytest.raises(DataError, match="nowhere"):
+        evaluate_folders([str(tmp_path / "nowhere")], 2, None, None)
+
+
+@pytest.mark.parametrize("truth", [True, False])
+def test_image_panel_has_all_columns(tmp_path, ckpt, truth):
+    photo = tmp_path / "p.png"
+    synthetic_photo((41, 30), seed=3).save(photo)
+    dest = evaluate_image(photo, load_checkpoint(ckpt), truth=truth, tile=8, tta=False, out_dir=tmp_path / "out")
+    with Image.open(dest) as im:
+        w, h = im.size
+    if truth:  # 4 columns of the modcropped HR size: LR (nearest), bicubic, SR, HR
+        assert w == 4 * 40 and h > 30
+    else:  # the photo is the LR: 3 columns at twice its size
+        assert w == 3 * 82 and h > 60
