@@ -41,6 +41,15 @@ def prepare_ddp_launch(output_dir: Path) -> None:
         hc.run.dir = str(output_dir)
 
 
+def sqlite_in(directory: str, name: str) -> str:
+    """SQLAlchemy URL of ``<directory>/<name>``, creating the directory (the Optuna sweeper opens its
+    storage before Hydra creates the sweep dir)."""
+    path = Path(directory).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path / name}"
+
+
 def register_resolvers() -> None:
-    if not OmegaConf.has_resolver("sweep_group"):
-        OmegaConf.register_new_resolver("sweep_group", sweep_group)
+    for name, fn in (("sweep_group", sweep_group), ("sqlite_in", sqlite_in)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)

@@ -21,6 +21,7 @@ from typing import Any
 import hydra
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig
 
 from src.callbacks.fit_timer import FitTimer
@@ -98,6 +99,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "checkpoint": best,
         "run_dir": str(out_dir),
     }
+    for lg in loggers:
+        if isinstance(lg, WandbLogger):
+            summary |= {"wandb_run_id": lg.version, "wandb_group": lg.experiment.group}
     if trainer.is_global_zero:
         write_summary(out_dir, summary)
     for lg in loggers:

@@ -1,0 +1,63 @@
+"""The seed's Table 7: one held-out LR image super-resolved at chosen epochs, saved and logged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from lightning.pytorch.loggers import WandbLogger
+from PIL import Image
+
+from src.degrade import downscale
+
+
+def _to_uint8(img: torch.Tensor) -> np.ndarray:
+    return img[0].float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+class Snapshots(pl.Callback):
+    """Saves ``<dir>/epoch_XXX.png`` (SR of a centre crop of the first val image) at the given epochs.
+
+    Args:
+        dirpath: where the PNGs go; ``lr.png`` (the LR image, at LR size) and ``hr.png`` (the truth) too.
+        at_fractions: epochs as fractions of ``max_epochs`` (0.05, 0.5, 1.0 = the paper's 5/50/100 of 100).
+        crop: side of the HR centre crop, in px.
+    """
+
+    def __init__(self, dirpath: str, at_fractions: list[float], crop: int) -> None:
+        self.dirpath = Path(dirpath)
+        self.at_fractions = list(at_fractions)
+        self.crop = crop
+        self.epochs: set[int] = set()
+        self._hr: torch.Tensor | None = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.epochs = {max(1, round(f * trainer.max_epochs)) for f in self.at_fractions}
+        img = trainer.datamodule.images["val"][0]
+        scale = pl_module.scale
+        c = min(self.crop, *img.shape[:2]) // scale * scale
+        y, x = (img.shape[0] - c) // 2, (img.shape[1] - c) // 2
+        self._hr = torch.from_numpy(np.ascontiguousarray(img[y : y + c, x : x + c]))[None]
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        epoch = trainer.current_epoch + 1
+        if epoch not in self.epochs or self._hr is None or not trainer.is_global_zero:
+            return
+        was_training = pl_module.training
+        pl_module.eval()
+        with torch.no_grad():
+            batch = self._hr.to(pl_module.device)
+            x, _, hr = pl_module.degrade(batch)
+            sr = pl_module(x)
+        pl_module.train(was_training)
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        if not (self.dirpath / "hr.png").exists():
+            Image.fromarray(_to_uint8(hr)).save(self.dirpath / "hr.png")
+            Image.fromarray(_to_uint8(downscale(hr.float(), pl_module.scale))).save(self.dirpath / "lr.png")
+        sr_img = _to_uint8(sr)
+        Image.fromarray(sr_img).save(self.dirpath / f"epoch_{epoch:03d}.png")
+        for lg in trainer.loggers:
+            if isinstance(lg, WandbLogger):
+                lg.log_image(key="snapshots/sr", images=[sr_img], caption=[f"epoch {epoch}"], step=trainer.global_step)
