@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from src.data.datamodule import SRDataModule
 from src.data.patches import EpochBatchSampler
-from src.data.store import StoreImages
+from src.data.store import FAULT_AROUND_BYTES, StoreImages
 from src.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,8 @@ class DeviceCropper:
         self.start = torch.as_tensor(images.offsets // 3, device=device)  # first pixel of each image
         self.width = torch.as_tensor(images.shapes[:, 1], device=device)
         self.steps = torch.arange(p, device=device)
-        self.row_bytes = int(images.shapes[:, 1].mean()) * 3 * p if len(images) else 0
+        # Bytes of mapping one crop touches on CPU (its rows' span plus fault-around), for StoreImages.account.
+        self.row_bytes = int(images.shapes[:, 1].mean()) * 3 * p + FAULT_AROUND_BYTES if len(images) else 0
 
     def crops(self, plan: CropPlan) -> torch.Tensor:
         """A plan with ``where`` on the device -> ``(B, P, P, 3)`` uint8 patches, flipped/rotated as planned."""
