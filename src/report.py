@@ -68,15 +68,14 @@ def _job_order(name: str) -> tuple[int, str]:
 
 def _epoch_metrics(path: Path) -> dict[str, list[tuple[int, float]]]:
     """Per-epoch values of the train and val loss from Lightning's CSV log."""
-    out: dict[str, list[tuple[int, float]]] = {"train/loss_epoch": [], "val/loss": []}
-    if not path.is_file():
-        return out
-    with path.open() as f:
-        for row in csv.DictReader(f):
-            for key, values in out.items():
-                if row.get(key) not in (None, "") and row.get("epoch") not in (None, ""):
-                    values.append((int(row["epoch"]) + 1, float(row[key])))
-    return out
+    per_epoch: dict[str, dict[int, float]] = {"train/loss_epoch": {}, "val/loss": {}}
+    if path.is_file():
+        with path.open() as f:
+            for row in csv.DictReader(f):
+                for key, values in per_epoch.items():
+                    if row.get(key) not in (None, "") and row.get("epoch") not in (None, ""):
+                        values[int(row["epoch"]) + 1] = float(row[key])  # a resumed run may repeat an epoch: keep the last
+    return {key: sorted(values.items()) for key, values in per_epoch.items()}
 
 
 def _row(run: Run) -> dict[str, object]:

@@ -41,6 +41,20 @@ def prepare_ddp_launch(output_dir: Path) -> None:
         hc.run.dir = str(output_dir)
 
 
+def resume_state(run_dir: Path) -> tuple[Path | None, str | None]:
+    """(last checkpoint, W&B run id) a run left in ``run_dir``; ``None`` for what it did not leave."""
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    # W&B names its run dirs <offline-run|run>-<date>_<time>-<id>; the newest one is this run's.
+    wandb_runs = sorted((run_dir / "wandb").glob("*run-*-*"), key=lambda p: p.name.split("-", 2)[-1])
+    wandb_id = wandb_runs[-1].name.rsplit("-", 1)[-1] if wandb_runs else None
+    return (ckpt if ckpt.is_file() else None), wandb_id
+
+
+def output_subdir(resume: str | None) -> str:
+    """Where Hydra saves a run's config: a resumed run must not overwrite the config it restores."""
+    return ".hydra" if resume is None else ".hydra/resumed"
+
+
 def sqlite_in(directory: str, name: str) -> str:
     """SQLAlchemy URL of ``<directory>/<name>``, creating the directory (the Optuna sweeper opens its
     storage before Hydra creates the sweep dir)."""
@@ -50,6 +64,6 @@ def sqlite_in(directory: str, name: str) -> str:
 
 
 def register_resolvers() -> None:
-    for name, fn in (("sweep_group", sweep_group), ("sqlite_in", sqlite_in)):
+    for name, fn in (("sweep_group", sweep_group), ("sqlite_in", sqlite_in), ("output_subdir", output_subdir)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

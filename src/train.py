@@ -21,14 +21,16 @@ from typing import Any
 import hydra
 import lightning.pytorch as pl
 import torch
+from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.loggers import WandbLogger
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src.callbacks.fit_timer import FitTimer
+from src.checkpoint import load_checkpoint
 from src.config_checks import check_train_config
-from src.errors import user_error
+from src.errors import ConfigError, user_error
 from src.report_table import format_summary
-from src.run_context import is_multirun, prepare_ddp_launch, register_resolvers
+from src.run_context import is_multirun, prepare_ddp_launch, register_resolvers, resume_state
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +45,21 @@ def _quiet_library_noise() -> None:
     # by design, Lightning advertises a cloud logger, and a deprecation inside Lightning itself.
     warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")
+    # Our loader position travels in the DataModule's state instead (see SRDataModule.state_dict).
+    warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda r: "litlogger" not in r.getMessage())
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test, and return the run's summary (also written to ``<run dir>/summary.json``)."""
     check_train_config(cfg)
+    if cfg.ckpt_path:
+        # Validate before any work: weights-only, an srlab net, and the configured one.
+        loaded = load_checkpoint(cfg.ckpt_path)
+        if type(loaded.net).__name__ != cfg.model.net._target_.rsplit(".", 1)[-1] or loaded.scale != cfg.data.scale:
+            raise ConfigError(
+                f"ckpt_path={cfg.ckpt_path}: holds {loaded.name} x{loaded.scale}, not {cfg.model.name} x{cfg.data.scale}"
+            )
     _quiet_library_noise()
     pl.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
@@ -67,6 +78,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         lg.log_hyperparams({"params": model.params, "macs_per_pixel": model.macs_per_pixel})
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    if "last_checkpoint" in cfg.callbacks:
+        # The periodic last.ckpt may predate the final steps: make it the final state.
+        trainer.save_checkpoint(Path(cfg.callbacks.last_checkpoint.dirpath) / "last.ckpt")
     fit_metrics = dict(trainer.callback_metrics)
     timer = next((c for c in callbacks if isinstance(c, FitTimer)), None)
 
@@ -117,10 +131,49 @@ def write_summary(out_dir: Path, summary: dict[str, Any]) -> None:
     (out_dir / "summary.json").write_text(json.dumps(clean, indent=2) + "\n")
 
 
+def _continue_where_left(cfg: DictConfig) -> DictConfig | None:
+    """Apply ``resume=<run dir>`` and sweep re-launches; ``None`` when this job already finished.
+
+    ``resume=<dir>`` swaps in the exact config that run was started with. A sweep job whose dir
+    holds a completed summary is skipped; one with a checkpoint continues from it.
+    """
+    if cfg.resume:
+        run_dir = Path(cfg.resume)
+        saved = run_dir / ".hydra" / "config.yaml"
+        if not saved.is_file():
+            raise ConfigError(f"resume={run_dir}: not a run dir (no .hydra/config.yaml)")
+        ignored = [o for o in HydraConfig.get().overrides.task if not o.startswith("resume=")]
+        if ignored:
+            log.warning("resume: continuing with the run's own config; ignoring %s", " ".join(ignored))
+        cfg = OmegaConf.load(saved)
+        with open_dict(cfg):
+            cfg.resume = str(run_dir)
+            cfg.paths.output_dir = str(run_dir)  # even where hydra.run.dir points elsewhere
+    elif is_multirun():
+        run_dir = Path(cfg.paths.output_dir)
+        summary_file = run_dir / "summary.json"
+        if summary_file.is_file() and json.loads(summary_file.read_text()).get("status") == "completed":
+            log.info("%s: finished in an earlier launch, skipped", run_dir)
+            return None
+    else:
+        return cfg
+    ckpt, wandb_id = resume_state(run_dir)
+    with open_dict(cfg):
+        if ckpt:
+            cfg.ckpt_path = str(ckpt)
+            log.info("resuming from %s", ckpt)
+        if wandb_id and "wandb" in cfg.logger:
+            cfg.logger.wandb.id = wandb_id
+    return cfg
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     env_before = set(os.environ)
     try:
+        cfg = _continue_where_left(cfg)
+        if cfg is None:
+            return float("nan")
         summary = train(cfg)
     except Exception as e:
         cause = user_error(e)

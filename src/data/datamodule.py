@@ -59,6 +59,7 @@ class SRDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.images: dict[str, list] = {}
+        self._resume_at: tuple[int, int] | None = None
         self.names: dict[str, list[str]] = {}
 
     @classmethod
@@ -116,14 +117,35 @@ class SRDataModule(pl.LightningDataModule):
         ds = PatchBatches(
             self.images["train"], self.patch_size, self.patches_per_image, self.batch_size, self.seed, shard=(rank, world)
         )
+        sampler = EpochBatchSampler(len(ds))
+        if self._resume_at is not None:
+            epoch, done = self._resume_at
+            self._resume_at = None
+            if done >= len(sampler):  # saved at the end of an epoch: the next one starts afresh
+                epoch, done = epoch + 1, 0
+            sampler.set_epoch(epoch)
+            sampler.start = done
         return DataLoader(
             ds,
             batch_size=None,  # items are already batches
-            sampler=EpochBatchSampler(len(ds)),
+            sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
         )
+
+    # Checkpoints carry the position in the patch sequence, so a run resumed mid-epoch continues the
+    # epoch instead of replaying its first batches (batches are a pure function of their index).
+    # Lightning restores a DataModule's state before it first builds the train loader.
+    def state_dict(self) -> dict[str, int]:
+        if self.trainer is None:
+            return {}
+        loop = self.trainer.fit_loop
+        return {"epoch": loop.epoch_progress.current.processed, "batches_done": loop.epoch_loop.batch_progress.current.processed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if state:
+            self._resume_at = (state["epoch"], state["batches_done"])
 
     def _eval_loader(self, split: str) -> DataLoader:
         return DataLoader(EvalImages(self.images[split], self.scale, self.eval_crop), batch_size=1)

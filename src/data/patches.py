@@ -75,11 +75,16 @@ class PatchBatches(Dataset):
 
 
 class EpochBatchSampler(Sampler[int]):
-    """Yields the item indices of the current epoch (Lightning calls ``set_epoch`` each epoch)."""
+    """Yields the item indices of the current epoch (Lightning calls ``set_epoch`` each epoch).
+
+    ``start`` skips the first batches of the next iteration only: a run resumed mid-epoch continues
+    the epoch's sequence where the checkpoint left it instead of replaying it.
+    """
 
     def __init__(self, batches_per_epoch: int) -> None:
         self.batches_per_epoch = batches_per_epoch
         self.epoch = 0
+        self.start = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -88,8 +93,9 @@ class EpochBatchSampler(Sampler[int]):
         return self.batches_per_epoch
 
     def __iter__(self):
+        start, self.start = self.start, 0
         base = self.epoch * self.batches_per_epoch
-        return iter(range(base, base + self.batches_per_epoch))
+        return iter(range(base + start, base + self.batches_per_epoch))
 
 
 class EvalImages(Dataset):

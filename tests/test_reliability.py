@@ -1,0 +1,123 @@
+"""Runs survive faults: SIGKILL mid-epoch, a kill during a save, a killed sweep, divergence, bad checkpoints."""
+
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from src.checkpoint_io import AtomicCheckpointIO
+from tests.conftest import ROOT, read_summary, run_train, synthetic_photo
+
+DETERMINISTIC = (
+    "model=cnn_small", "debug=fast", "trainer.limit_train_batches=null", "data.patches_per_image=8",
+    "trainer.max_epochs=2", "trainer.precision=32-true", "trainer.deterministic=true",
+    "callbacks.last_checkpoint.every_n_train_steps=4", "+callbacks.kill._target_=tests.crash.KillAtStep",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("photos")
+    for i in range(8):
+        synthetic_photo((64, 64), seed=i).save(d / f"p{i}.png")
+    return d
+
+
+def train_with_env(run_dir: Path, env: dict, *overrides: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "src.train", f"hydra.run.dir={run_dir}", *overrides]
+    return subprocess.run(cmd, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+
+
+def test_sigkill_mid_epoch_then_resume_gives_bitwise_identical_weights(tmp_path, photos):
+    args = (*DETERMINISTIC, "data=folder", f"data.root={photos}")
+    assert run_train(tmp_path / "whole", *args).returncode == 0
+    steps_per_epoch = read_summary(tmp_path / "whole")["steps"] // 2
+    kill_at = steps_per_epoch + 6  # mid-epoch 2, two steps after the checkpoint at a multiple of 4
+    killed = train_with_env(tmp_path / "killed", {"SRLAB_KILL_AT_STEP": str(kill_at)}, *args)
+    assert killed.returncode == -9 and not (tmp_path / "killed" / "summary.json").exists()
+    resumed = run_train(tmp_path / "ignored", f"resume={tmp_path / 'killed'}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stdout + resumed.stderr
+    a, b = weights(tmp_path / "whole"), weights(tmp_path / "killed")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert read_summary(tmp_path / "killed")["steps"] == read_summary(tmp_path / "whole")["steps"]
+
+
+def test_kill_during_checkpoint_save_keeps_the_previous_one(tmp_path, monkeypatch):
+    io = AtomicCheckpointIO()
+    path = tmp_path / "last.ckpt"
+    io.save_checkpoint({"step": 1, "w": torch.ones(3)}, path)
+
+    def dies_mid_write(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 half a checkpoint")
+        raise KeyboardInterrupt  # as if the process were stopped while writing
+
+    monkeypatch.setattr(torch, "save", dies_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"step": 2, "w": torch.zeros(3)}, path)
+    assert torch.load(path, weights_only=True)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_relaunched_sweep_skips_finished_jobs_and_resumes_unfinished_ones(tmp_path):
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "src.train", "-m", f"hydra.sweep.dir={sweep}", "model=cnn_small,cnn_medium", "debug=fast",
+           "trainer.limit_train_batches=6", "callbacks.last_checkpoint.every_n_train_steps=2",
+           "+callbacks.kill._target_=tests.crash.KillAtStep"]  # fmt: skip
+    env = {**os.environ, "SRLAB_KILL_AT_STEP": "3", "SRLAB_KILL_IN": "1_cnn_medium"}
+    first = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == -9
+    done = sweep / "0_cnn_small" / "summary.json"
+    assert read_summary(sweep / "0_cnn_small")["status"] == "completed" and not (sweep / "1_cnn_medium" / "summary.json").exists()
+    stamp = done.stat().st_mtime_ns
+    again = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert done.stat().st_mtime_ns == stamp  # the finished job was not run again
+    log = again.stdout + again.stderr
+    assert "finished in an earlier launch" in log and "resuming from" in log
+    assert read_summary(sweep / "1_cnn_medium")["steps"] == 6
+
+
+def test_divergence_stops_with_one_line_naming_the_step(tmp_path):
+    run_dir = tmp_path / "run"
+    res = run_train(run_dir, "model=cnn_small", "debug=fast", "optimizer.lr=1e12", "trainer.limit_train_batches=10",
+                    "scheduler=none", "callbacks.last_checkpoint.every_n_train_steps=1")  # fmt: skip
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    err = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and "at step" in err[0] and ("nan" in err[0] or "inf" in err[0])
+    assert read_summary(run_dir)["status"] == "failed"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if last.exists():  # whatever was kept holds finite weights
+        assert all(torch.isfinite(w).all() for w in weights(run_dir).values())
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_resume_from_a_malicious_checkpoint_is_refused_and_runs_nothing(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = _Evil()
+    evil.marker = marker
+    bad = tmp_path / "evil.ckpt"
+    with bad.open("wb") as f:
+        pickle.dump({"state_dict": evil}, f)
+    res = run_train(tmp_path / "run", "model=cnn_small", "debug=fast", f"ckpt_path={bad}")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "refused" in res.stderr and "evil.ckpt" in res.stderr
+    assert not marker.exists()
+
+
+def test_resume_with_a_checkpoint_of_another_model_fails_before_work(tmp_path):
+    assert run_train(tmp_path / "a", "model=cnn_small", "debug=fast").returncode == 0
+    res = run_train(tmp_path / "b", "model=cnn_deep", "debug=fast", f"ckpt_path={tmp_path / 'a' / 'checkpoints' / 'last.ckpt'}")
+    assert res.returncode == 2 and "holds cnn_small x2, not cnn_deep x2" in res.stderr
