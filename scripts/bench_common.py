@@ -1,0 +1,143 @@
+"""Helpers shared by scripts/bench_train.py and scripts/bench_infer.py (not a script itself).
+
+Timing rules used throughout: wall-clock with ``time.perf_counter``, a device sync only at the two
+ends of a timed span (never per step, which would itself cost what we want to measure), medians
+over repeats, and A/B pairs interleaved so a noisy neighbour on a shared machine hits both sides.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+MODELS = ("cnn_small", "cnn_medium", "cnn_deep", "waifu2x")
+
+
+def sync(device: torch.device) -> None:
+    # CUDA kernels run asynchronously: the clock must wait for them, but only at a span's ends.
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """What Lightning's ``precision`` does around the training step's forward: bf16 autocast or nothing."""
+    if precision == "bf16-mixed":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision in ("32-true", "32"):
+        return contextlib.nullcontext()
+    raise ValueError(f"precision {precision!r}: use 32-true or bf16-mixed")
+
+
+def median(xs: Sequence[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def matmul_gflops(device: torch.device, dtype: torch.dtype, n: int = 2048, reps: int = 3, clock=time.perf_counter) -> float:
+    """GFLOP/s of one large ``torch.matmul`` (n x n x n): the dense-compute ceiling of this device and dtype."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    torch.matmul(a, b)  # first call picks/JITs the kernel
+    sync(device)
+    start = clock()
+    for _ in range(reps):
+        torch.matmul(a, b)
+    sync(device)
+    return 2 * n**3 * reps / (clock() - start) / 1e9
+
+
+def conv_macs(net: nn.Module, in_channels: int, h: int, w: int) -> int:
+    """Exact multiply-accumulates of one forward on an ``h x w`` input, layer by layer.
+
+    Equals ``macs_per_pixel(net) * h * w`` for "same"-padded nets; for waifu2x (unpadded, each layer
+    two pixels smaller) it is the true, smaller count, so its GFLOP/s is not inflated.
+    """
+    total = 0
+
+    def hook(m: nn.Module, _inp, out: torch.Tensor) -> None:
+        nonlocal total
+        total += m.weight.numel() * out.shape[-2] * out.shape[-1]
+
+    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        p = next(net.parameters())
+        with torch.no_grad():
+            net(torch.zeros(1, in_channels, h, w, device=p.device, dtype=p.dtype))
+    finally:
+        for hd in handles:
+            hd.remove()
+    return total
+
+
+def compose_train(overrides: list[str]):
+    """conf/train.yaml composed with ``overrides``, exactly as ``python -m src.train ...`` would see it."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from src.run_context import register_resolvers
+
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
+def _rss_bytes() -> int:
+    # Resident set size from /proc (Linux): current, not the high-water mark, so a block's own peak shows.
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+@contextlib.contextmanager
+def peak_memory(device: torch.device) -> Iterator[dict[str, float]]:
+    """Peak memory (MB) the block adds: CUDA's allocator peak on GPU; on CPU, resident memory sampled every ms.
+
+    Sampling costs a little CPU: measure memory in its own, untimed run.
+    """
+    out: dict[str, float] = {}
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        yield out
+        torch.cuda.synchronize(device)
+        out["peak_mb"] = (torch.cuda.max_memory_allocated(device) - base) / 2**20
+        return
+    import threading
+
+    base = _rss_bytes()
+    peak = base
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(0.001):
+            peak = max(peak, _rss_bytes())
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    try:
+        yield out
+    finally:
+        done.set()
+        t.join()
+        peak = max(peak, _rss_bytes())
+        out["peak_mb"] = (peak - base) / 2**20
+
+
+def table(rows: list[dict[str, object]], cols: list[str]) -> str:
+    """A plain fixed-width table (numbers already formatted as strings by the caller)."""
+    widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols]
+    line = "  ".join(c.rjust(w) for c, w in zip(cols, widths, strict=True))
+    body = ["  ".join(str(r.get(c, "")).rjust(w) for c, w in zip(cols, widths, strict=True)) for r in rows]
+    return "\n".join([line, "-" * len(line), *body])

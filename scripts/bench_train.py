@@ -1,0 +1,309 @@
+"""Training patches/s: a bare PyTorch loop vs srlab's real path (SRModule + SRDataModule + Trainer), side by side.
+
+    .venv/bin/python scripts/bench_train.py                                   # 4 nets, bf16-mixed and 32-true, CPU
+    .venv/bin/python scripts/bench_train.py --models cnn_deep --precision 32-true --repeats 5
+    .venv/bin/python scripts/bench_train.py --quick                           # seconds: checks that it runs
+    .venv/bin/python scripts/bench_train.py --device cuda --store STORE --on-device   # GPU, GPU-resident crops
+    .venv/bin/python scripts/bench_train.py --models cnn_small --override trainer.enable_progress_bar=false
+
+(a) bare: the same net (built from the same config), batch, patch size, Adam, threads and precision;
+    uint8 HR batches already in memory (on the device), degraded on the device with the same
+    ``src.degrade`` calls as ``SRModule.degrade``; forward+loss under autocast as Lightning does.
+(b) srlab: conf/train.yaml composed with hydra.compose and instantiated like src/train.py (default
+    callbacks, CSV logger in a temp dir, default progress bar), validation off for the timed part.
+
+Each repeat runs (a) then (b) (order alternating between repeats), each for ``--warmup`` untimed steps
+and ``--steps`` timed ones; a large fp32 and bf16 matmul is timed in the same round as the ceiling.
+GFLOP/s = 6 x exact conv MACs per patch x patches/s (forward 1x, backward 2x, 2 FLOP per MAC).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import hydra
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from bench_common import MODELS, ROOT, autocast, compose_train, conv_macs, matmul_gflops, median, sync, table
+
+from src.data.patches import PatchBatches
+from src.degrade import downscale, to_float, upsample
+from src.metrics import to_y
+
+# Wall clock by default. ``--clock cpu`` uses process CPU time instead: with ``--threads 1`` it counts the
+# work done and not the time other processes held the cores, so A/B ratios hold on a crowded machine.
+CLOCK = time.perf_counter
+
+
+@dataclass
+class Result:
+    bare: list[float] = field(default_factory=list)  # patches/s per repeat
+    srlab: list[float] = field(default_factory=list)
+    macs_per_patch: int = 0
+
+
+class StepClock(pl.Callback):
+    """Clock from the end of step ``warmup`` to the end of step ``warmup + steps``: data loading, hooks,
+    logging and progress bar of those steps included; one device sync at each end only."""
+
+    def __init__(self, warmup: int, steps: int) -> None:
+        self.warmup, self.steps = warmup, steps
+        self.n = 0
+        self.t0 = self.t1 = 0.0
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:
+        self.n += 1
+        if self.n in (self.warmup, self.warmup + self.steps):
+            sync(pl_module.device)
+            if self.n == self.warmup:
+                self.t0 = CLOCK()
+            else:
+                self.t1 = CLOCK()
+
+
+def overrides_for(args: argparse.Namespace, model: str, precision: str, steps_total: int, out_dir: str) -> list[str]:
+    ov = [
+        f"model={model}",
+        f"trainer.precision={precision}",
+        f"data.patch_size={args.patch}",
+        f"data.batch_size={args.batch}",
+        "logger=csv",
+        f"paths.output_dir={out_dir}",
+        "++trainer.limit_val_batches=0",
+        "trainer.num_sanity_val_steps=0",
+        f"++trainer.max_steps={steps_total}",
+        "trainer.max_epochs=1",
+        "test=false",
+    ]
+    if args.device == "cuda":
+        ov.append("trainer=gpu")  # the GPU trainer config (cudnn.benchmark on), as a GPU user would pick
+    else:
+        ov.append("trainer.accelerator=cpu")
+    if args.store:
+        ov += ["data=store", f"data.path={args.store}", f"data.on_device={str(args.on_device).lower()}"]
+    if args.compile:
+        ov.append("model.compile=true")
+    return ov + list(args.override)
+
+
+def cover_steps(datamodule, steps_total: int) -> None:
+    # One epoch must hold every step so no epoch boundary (checkpoint write, LR monitor) falls inside the
+    # timed span: raise patches_per_image until it does. The cost of a step does not depend on it.
+    n_images = len(datamodule.images["train"])
+    need = math.ceil(steps_total * datamodule.batch_size / n_images) + 1
+    datamodule.patches_per_image = max(datamodule.patches_per_image, need)
+
+
+def build_srlab(cfg):
+    """Model, datamodule, callbacks and loggers, instantiated the way src/train.py does it."""
+    datamodule = hydra.utils.instantiate(cfg.data)
+    model = hydra.utils.instantiate(
+        cfg.model,
+        optimizer=hydra.utils.instantiate(cfg.optimizer),
+        scheduler=hydra.utils.instantiate(cfg.scheduler) if cfg.scheduler else None,
+    )
+    return datamodule, model
+
+
+def run_srlab(cfg, datamodule, model, warmup: int, steps: int) -> float:
+    """One ``trainer.fit`` of ``warmup + steps`` steps with the config's callbacks and loggers; timed patches/s."""
+    clock = StepClock(warmup, steps)
+    callbacks = [hydra.utils.instantiate(c) for c in cfg.callbacks.values()] + [clock]
+    loggers = [hydra.utils.instantiate(c) for c in cfg.logger.values()]
+    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer.fit(model, datamodule=datamodule)
+    if clock.t1 <= clock.t0:
+        raise RuntimeError(f"srlab run stopped after {clock.n} steps, before the timed span ended")
+    return steps * cfg.data.batch_size / (clock.t1 - clock.t0)
+
+
+class BareLoop:
+    """The reference: the same work as SRModule.training_step, with nothing around it."""
+
+    def __init__(self, cfg, datamodule, device: torch.device, precision: str, n_batches: int, compile_net: bool) -> None:
+        self.device, self.precision = device, precision
+        self.scale = int(cfg.data.scale)
+        self.net = hydra.utils.instantiate(cfg.model.net).to(device)
+        self.channels_last = bool(cfg.model.channels_last)
+        if self.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        if compile_net:
+            self.net.compile()
+        self.opt = hydra.utils.instantiate(cfg.optimizer)(params=self.net.parameters())
+        # The same crops the DataModule would deliver, cut once and kept on the device.
+        train = datamodule.images["train"]
+        ds = PatchBatches(train, int(cfg.data.patch_size), 10**6, int(cfg.data.batch_size), int(cfg.seed))
+        self.batches = [ds[k].to(device) for k in range(n_batches)]
+        self.k = 0
+
+    def step(self) -> None:
+        batch = self.batches[self.k % len(self.batches)]
+        self.k += 1
+        net = self.net
+        with autocast(self.device, self.precision):
+            with torch.autocast(self.device.type, enabled=False):  # degradation in fp32, as SRModule.degrade
+                hr = to_float(batch)
+                lr = downscale(hr, self.scale)
+                x = upsample(lr, self.scale, net.upsample)
+            if net.in_channels == 1:
+                x = to_y(x) / 255
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            o = net.offset
+            target = hr[..., o : hr.shape[-2] - o, o : hr.shape[-1] - o] if o else hr
+            loss = F.mse_loss(net(x).float(), target)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+
+    def run(self, warmup: int, steps: int, batch: int) -> float:
+        for _ in range(warmup):
+            self.step()
+        sync(self.device)
+        t0 = CLOCK()
+        for _ in range(steps):
+            self.step()
+        sync(self.device)
+        return steps * batch / (CLOCK() - t0)
+
+
+def choose_steps(bare: BareLoop, seconds: float, min_steps: int) -> int:
+    """Timed steps per repeat so each side runs about ``seconds``: nets differ 200x in cost per step."""
+    for _ in range(2):
+        bare.step()
+    sync(bare.device)
+    t0 = time.perf_counter()
+    for _ in range(3):
+        bare.step()
+    sync(bare.device)
+    per_step = (time.perf_counter() - t0) / 3
+    return max(min_steps, round(seconds / per_step))
+
+
+def bench_model(args: argparse.Namespace, model: str, precision: str, ceilings: dict[str, list[float]]) -> Result:
+    device = torch.device(args.device)
+    out_dir = tempfile.mkdtemp(prefix=f"bench_train_{model}_")
+    cfg = compose_train(overrides_for(args, model, precision, 1, out_dir))
+    datamodule, module = build_srlab(cfg)
+    datamodule.setup("fit")
+    bare = BareLoop(cfg, datamodule, device, precision, n_batches=8, compile_net=args.compile)
+    steps = args.steps or choose_steps(bare, args.seconds, min_steps=5)
+    total = args.warmup + steps
+    from omegaconf import open_dict
+
+    with open_dict(cfg):
+        cfg.trainer.max_steps = total
+    cover_steps(datamodule, total)
+    res = Result(macs_per_patch=conv_macs(bare.net, bare.net.in_channels, args.patch, args.patch))
+    print(f"\n{model} {precision}: {steps} timed steps x {args.repeats} repeats (+{args.warmup} warm-up each)", flush=True)
+    for r in range(args.repeats):
+        # Alternate the order so a slow spell on the shared CPU does not always hit the same side.
+        order = ("bare", "srlab") if r % 2 == 0 else ("srlab", "bare")
+        for side in order:
+            if side == "bare":
+                res.bare.append(bare.run(args.warmup, steps, args.batch))
+            else:
+                res.srlab.append(run_srlab(cfg, datamodule, module, args.warmup, steps))
+        for name, dtype in (("32-true", torch.float32), ("bf16-mixed", torch.bfloat16)):
+            ceilings[name].append(matmul_gflops(device, dtype, n=args.matmul_n, clock=CLOCK))
+        print(
+            f"  repeat {r + 1}: bare {res.bare[-1]:8.1f}  srlab {res.srlab[-1]:8.1f} patches/s  "
+            f"ratio {res.srlab[-1] / res.bare[-1]:.3f}  matmul fp32 {ceilings['32-true'][-1]:.0f} "
+            f"bf16 {ceilings['bf16-mixed'][-1]:.0f} GFLOP/s",
+            flush=True,
+        )
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    ap.add_argument("--precision", nargs="+", default=["bf16-mixed", "32-true"], choices=["bf16-mixed", "32-true"])
+    ap.add_argument("--patch", type=int, default=48, help="HR patch side (data.patch_size)")
+    ap.add_argument("--batch", type=int, default=16, help="patches per step (data.batch_size)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=3, help="untimed steps before each timed span")
+    ap.add_argument("--steps", type=int, default=0, help="timed steps per repeat (0: about --seconds per side)")
+    ap.add_argument("--seconds", type=float, default=8.0, help="target length of each timed span when --steps=0")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    ap.add_argument(
+        "--clock",
+        default="wall",
+        choices=["wall", "cpu"],
+        help="cpu: process CPU time (use with --threads 1 on a shared machine: immune to other processes)",
+    )
+    ap.add_argument("--compile", action="store_true", help="torch.compile the net on both sides (model.compile=true)")
+    ap.add_argument("--store", help="train from this store (data=store) instead of the sample photos")
+    ap.add_argument("--on-device", action="store_true", help="with --store: data.on_device=true (crops cut on the device)")
+    ap.add_argument("--matmul-n", type=int, default=2048, help="side of the square matmul timed as the ceiling")
+    ap.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides for the srlab side (diagnosis)")
+    ap.add_argument("--json", help="also write the table rows to this JSON file (scripts/bench_gpu.sh merges them)")
+    ap.add_argument("--quick", action="store_true", help="tiny run (2 steps, 1 repeat, patch 24, batch 4): checks it works")
+    args = ap.parse_args()
+    if args.quick:
+        args.steps, args.repeats, args.warmup, args.patch, args.batch, args.matmul_n = 2, 1, 1, 24, 4, 512
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.clock == "cpu":
+        if torch.get_num_threads() != 1 or args.device != "cpu":
+            ap.error("--clock cpu needs --threads 1 on CPU (more threads spin while waiting, and count)")
+        global CLOCK
+        CLOCK = time.process_time
+    # Library notices that would bury the table: missing monitored metric (validation is off on purpose), etc.
+    warnings.filterwarnings("ignore")
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    logging.getLogger("lightning.fabric").setLevel(logging.ERROR)
+    os.chdir(ROOT)
+    device = torch.device(args.device)
+    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)"
+    print(
+        f"device {dev_name}, torch {torch.__version__}, threads {torch.get_num_threads()}, patch {args.patch}, batch {args.batch}"
+    )
+
+    rows: list[dict[str, object]] = []
+    for precision in args.precision:
+        for model in args.models:
+            ceilings: dict[str, list[float]] = {"32-true": [], "bf16-mixed": []}
+            res = bench_model(args, model, precision, ceilings)
+            ratios = [s / b for s, b in zip(res.srlab, res.bare, strict=True)]
+            ceiling = median(ceilings[precision])
+            gf = 6 * res.macs_per_patch / 1e9
+            bare, srlab = median(res.bare), median(res.srlab)
+            rows.append(
+                {
+                    "model": model,
+                    "precision": precision,
+                    "bare p/s": f"{bare:.1f}",
+                    "srlab p/s": f"{srlab:.1f}",
+                    "srlab/bare": f"{median(ratios):.3f}",
+                    "min..max": f"{min(ratios):.2f}..{max(ratios):.2f}",
+                    "GFLOP/s bare": f"{gf * bare:.1f}",
+                    "GFLOP/s srlab": f"{gf * srlab:.1f}",
+                    "matmul GF/s": f"{ceiling:.0f}",
+                    "srlab/ceil": f"{gf * srlab / ceiling:.2f}",
+                    "bare/ceil": f"{gf * bare / ceiling:.2f}",
+                }
+            )
+    cols = list(rows[0])
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    print("\n" + table(rows, cols))
+    print(
+        "srlab/bare: median of per-repeat ratios (min..max over repeats); ceiling: median fp32/bf16 torch.matmul "
+        f"{args.matmul_n}^3 timed between repeats; {'compiled' if args.compile else 'eager'}; {args.clock} clock"
+    )
+
+
+if __name__ == "__main__":
+    main()
