@@ -199,7 +199,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --ext {args.ext}: not one of {', '.join(sorted(IMAGE_SUFFIXES))}", file=sys.stderr)
         return 2
     ext = f".{args.ext.lstrip('.').lower()}" if args.ext else None
-    Image.MAX_IMAGE_PIXELS = args.max_pixels or None
+    # Pillow's limit is a process global: set it for this run only (main may be called from Python).
+    old_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, args.max_pixels or None
+    try:
+        return _run(args, ext)
+    finally:
+        Image.MAX_IMAGE_PIXELS = old_limit
+
+
+def _run(args: argparse.Namespace, ext: str | None) -> int:
     try:
         model = load_checkpoint(args.ckpt)
         files = _collect(args.inputs)

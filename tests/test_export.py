@@ -1,0 +1,40 @@
+"""src.export: the ONNX graph equals the PyTorch pipeline for any size."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from src.checkpoint import load_checkpoint
+from src.degrade import upsample
+from src.export import BicubicUp, main
+from src.tiling import sr_whole
+from tests.test_checkpoint import make_ckpt
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_conv_bicubic_equals_matlab_resize(scale):
+    x = torch.rand(2, 3, 9, 13)
+    torch.testing.assert_close(BicubicUp(scale)(x), upsample(x, scale, "bicubic"), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(("target", "scale"), [("src.arch.CNNSmall", 3), ("src.arch.Waifu2x", 2)])
+def test_onnxruntime_matches_pytorch_at_two_sizes(tmp_path, target, scale):
+    ckpt = make_ckpt(tmp_path / "m.ckpt", target=target, scale=scale)
+    assert main(["--ckpt", str(ckpt), "--out", str(tmp_path / "m.onnx")]) == 0
+    net = load_checkpoint(ckpt).net
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    for h, w in [(17, 23), (30, 12)]:  # neither is the export example's size: H and W are dynamic
+        lr = torch.rand(1, 3, h, w)
+        with torch.inference_mode():
+            ref = sr_whole(net, lr, scale).numpy()
+        out = session.run(None, {"lr": lr.numpy()})[0]
+        assert out.shape == (1, 3, h * scale, w * scale)
+        np.testing.assert_allclose(out, ref, atol=1e-4, rtol=0)
+
+
+def test_bad_checkpoint_is_one_line(tmp_path, capsys):
+    assert main(["--ckpt", str(tmp_path / "none.ckpt"), "--out", str(tmp_path / "m.onnx")]) == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0
