@@ -17,6 +17,7 @@ import json
 import logging
 import mmap
 import os
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,8 @@ log = logging.getLogger(__name__)
 INDEX = "index.json"
 FORMAT = 1
 # A process's resident set counts the mapped file pages it touched. Past this many bytes handed
-# out, a big split's mapping is dropped (the page cache keeps the pages): RSS stays bounded
-# whatever the store's size, while a split smaller than this is never dropped.
+# out (all splits together), the mappings' pages are dropped from the process (the page cache keeps
+# them): RSS stays bounded whatever the store's size, while stores smaller than this are never dropped.
 RELEASE_BYTES = 512 << 20
 # A page fault maps the cached pages around the one touched too (Linux fault-around, 64 KB
 # windows): a 48-row crop spanning 144 KB ends up mapping ~256 KB. Counted per access.
@@ -84,6 +85,13 @@ def write_index(root: str | os.PathLike, index: dict[str, Any]) -> None:
         os.close(dir_fd)
 
 
+class _Pages:
+    """Bytes read through every open split mapping of this process since their pages were last dropped."""
+
+    handed_out = 0
+    live: weakref.WeakSet[StoreImages] = weakref.WeakSet()
+
+
 class StoreImages(Sequence):
     """One split's images as zero-copy ``(H, W, 3)`` uint8 views of its memory-mapped file.
 
@@ -100,7 +108,6 @@ class StoreImages(Sequence):
         self.shapes = np.array([e["shape"] for e in entries], dtype=np.int64).reshape(-1, 2)
         self._mmap: mmap.mmap | None = None
         self._flat: np.ndarray | None = None
-        self._handed_out = 0
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -119,6 +126,7 @@ class StoreImages(Sequence):
                     return self._flat
                 # ACCESS_COPY, not read-only: torch warns on (and refuses some uses of) read-only arrays.
                 self._mmap = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY)
+            _Pages.live.add(self)
             self._flat = np.frombuffer(self._mmap, dtype=np.uint8)
         return self._flat
 
@@ -129,15 +137,18 @@ class StoreImages(Sequence):
         return self.flat()[off : off + h * w * 3].reshape(h, w, 3)
 
     def account(self, nbytes: int) -> None:
-        """Note ``nbytes`` read through the mapping; drop the mapping's pages from this process when enough piled up.
+        """Note ``nbytes`` read through the mapping; drop all mappings' pages from this process when enough piled up.
 
         ``MADV_DONTNEED`` on a file mapping never loses data: the next access maps the page again
         from the page cache (or the file), so views already handed out stay valid.
         """
-        self._handed_out += nbytes
-        if self._mmap is not None and self._handed_out > RELEASE_BYTES and len(self._mmap) > RELEASE_BYTES:
-            self._mmap.madvise(mmap.MADV_DONTNEED)
-            self._handed_out = 0
+        _Pages.handed_out += nbytes
+        if _Pages.handed_out > RELEASE_BYTES:
+            _Pages.handed_out = 0
+            maps = [m for m in (images._mmap for images in list(_Pages.live)) if m is not None]
+            if sum(len(m) for m in maps) > RELEASE_BYTES:
+                for m in maps:
+                    m.madvise(mmap.MADV_DONTNEED)
 
     def subset(self, keep: list[int]) -> StoreImages:
         return StoreImages(self.path, [self.entries[i] for i in keep], self.rows_read)
