@@ -107,8 +107,12 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--device-batch-sizes", type=int, nargs="+", default=[16, 128], help="batch sizes of the on-device rows")
     args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:  # synthetic photos and store, removed at the end
+        bench(args, Path(tmp))
+
+
+def bench(args: argparse.Namespace, tmp: Path) -> None:
     device = torch.device(args.device)
-    tmp = Path(tempfile.mkdtemp(prefix="bench_data_"))
     photos = args.photos or write_jpegs(tmp / "photos", args.images)
     store = args.store
     if store is None:
