@@ -64,19 +64,20 @@ class SRModule(pl.LightningModule):
         self.test_metrics = y_metrics().clone(prefix="test/")
         self.test_bicubic = y_metrics().clone(prefix="test/bicubic_")
         self._val_bicubic_logged = False
+        self._loss_sum, self._loss_steps = torch.zeros(()), 0
 
     def setup(self, stage: str) -> None:
         if self.compile_net and stage == "fit":
             self.net.compile()
 
     # --- the data path: uint8 HR -> (net input, HR target), on the device, outside autocast ---
-    def degrade(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """uint8 NHWC HR batch -> (net input, bicubic upscale, HR), all float NCHW in [0, 1]."""
+    def degrade(self, batch: torch.Tensor, with_bicubic: bool = True) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """uint8 NHWC HR batch -> (net input, bicubic upscale or None, HR), all float NCHW in [0, 1]."""
         with torch.autocast(batch.device.type, enabled=False):
             hr = to_float(batch)
             lr = downscale(hr, self.scale)
             x = upsample(lr, self.scale, self.net.upsample)
-            bicubic = x if self.net.upsample == "bicubic" else upsample(lr, self.scale, "bicubic")
+            bicubic = x if self.net.upsample == "bicubic" else upsample(lr, self.scale, "bicubic") if with_bicubic else None
         if self.net.in_channels == 1:
             x = to_y(x) / 255  # the seed's luma-in setting
         if self.channels_last:
@@ -89,12 +90,25 @@ class SRModule(pl.LightningModule):
         return self.net(F.pad(x, (o, o, o, o), mode="replicate") if o else x)
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        x, _, hr = self.degrade(batch)
+        x, _, hr = self.degrade(batch, with_bicubic=False)
         o = self.net.offset
         target = hr[..., o : hr.shape[-2] - o, o : hr.shape[-1] - o] if o else hr
         loss = self.loss_fn(self.net(x).float(), target)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=batch.shape[0])
+        # The epoch mean accumulates on the device; Lightning's per-call logging bookkeeping (and the
+        # progress bar's read of the value, a host sync on GPU) runs only at the logging interval.
+        self._loss_sum += loss.detach()
+        self._loss_steps += 1
+        if self.global_step % self.trainer.log_every_n_steps == 0:
+            self.log("train/loss_step", loss, prog_bar=True, batch_size=batch.shape[0])
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        self._loss_sum = torch.zeros((), device=self.device)
+        self._loss_steps = 0
+
+    def on_train_epoch_end(self) -> None:
+        if self._loss_steps:
+            self.log("train/loss_epoch", self._loss_sum / self._loss_steps)
 
     def _eval_step(self, batch: torch.Tensor, stage: str, metrics, bicubic_metrics) -> None:
         x, bicubic, hr = self.degrade(batch)

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import math
@@ -50,9 +51,20 @@ def _quiet_library_noise() -> None:
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda r: "litlogger" not in r.getMessage())
 
 
+def _return_freed_memory() -> None:
+    # glibc keeps freed multi-MB blocks (whole validation images and their activations) in its heap,
+    # so RSS grew 3-6 MB per image on big stores; blocks of 1 MiB and more now come from mmap and go
+    # back to the OS when freed (measured: 1.58 GB -> 0.35 GB of heap over 511 eval images).
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # -3 = M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to tune
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test, and return the run's summary (also written to ``<run dir>/summary.json``)."""
     check_train_config(cfg)
+    _return_freed_memory()
     if cfg.ckpt_path:
         # Validate before any work: weights-only, an srlab net, and the configured one.
         loaded = load_checkpoint(cfg.ckpt_path)
@@ -69,7 +81,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         optimizer=hydra.utils.instantiate(cfg.optimizer),
         scheduler=hydra.utils.instantiate(cfg.scheduler) if cfg.scheduler else None,
     )
-    callbacks = [hydra.utils.instantiate(c) for c in cfg.callbacks.values()]
+    # Lightning refuses a progress-bar callback when the bar is switched off.
+    callbacks = [
+        hydra.utils.instantiate(c)
+        for name, c in cfg.callbacks.items()
+        if name != "progress_bar" or cfg.trainer.get("enable_progress_bar", True)
+    ]
     loggers = [hydra.utils.instantiate(c) for c in cfg.logger.values()]
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     if trainer.world_size > 1:
