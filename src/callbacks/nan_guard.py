@@ -15,8 +15,9 @@ class DivergenceError(SrlabError):
 class NaNGuard(pl.Callback):
     """Checks the training loss every ``every_n_steps`` steps (1: every step).
 
-    Each check reads the loss on the host, a device sync on GPU; every few steps costs nothing
-    measurable and catches a divergence before many bad steps or any checkpoint of NaN weights.
+    Each check reads the loss on the host, a device sync on GPU, so it runs every few steps; NaN
+    weights give a NaN loss at every later step, so the next check still catches the divergence,
+    and with a period that divides the checkpoint period no checkpoint escapes a check.
     """
 
     def __init__(self, every_n_steps: int) -> None:
