@@ -63,7 +63,13 @@ def sqlite_in(directory: str, name: str) -> str:
     return f"sqlite:///{path / name}"
 
 
+def if_null(value: object, default: object) -> object:
+    """``default`` where ``value`` is null (``oc.select`` only replaces missing keys, not null ones)."""
+    return default if value is None else value
+
+
 def register_resolvers() -> None:
-    for name, fn in (("sweep_group", sweep_group), ("sqlite_in", sqlite_in), ("output_subdir", output_subdir)):
+    resolvers = (("sweep_group", sweep_group), ("sqlite_in", sqlite_in), ("output_subdir", output_subdir), ("if_null", if_null))
+    for name, fn in resolvers:
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

@@ -1,11 +1,14 @@
 """The real command line, end to end: every model trains, tests and writes its results."""
 
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from tests.conftest import read_summary, run_train
+from tests.conftest import ROOT, read_summary, run_train
 
 MODELS = ["cnn_small", "cnn_medium", "cnn_deep", "waifu2x"]
 SUMMARY_KEYS = [
@@ -64,3 +67,15 @@ def test_same_seed_same_result(tmp_path):
     a, b = run_train(tmp_path / "a", *args), run_train(tmp_path / "b", *args)
     assert a.returncode == 0 and b.returncode == 0
     assert read_summary(tmp_path / "a")["train_loss"] == read_summary(tmp_path / "b")["train_loss"]
+
+
+def test_default_run_dirs_never_collide(tmp_path):
+    # No hydra.run.dir: the default template, as `make train` uses it; two runs started together.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"}
+    cmd = [sys.executable, "-m", "src.train", "model=cnn_small", "debug=fast"]
+    procs = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-3000:]
+    runs = sorted((tmp_path / "outputs" / "runs").glob("*/*_cnn_small"))
+    assert len(runs) == 2 and all((r / "summary.json").is_file() for r in runs)
