@@ -73,7 +73,8 @@ def test_default_run_dirs_never_collide(tmp_path):
     # No hydra.run.dir: the default template, as `make train` uses it; two runs started together.
     env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"}
     cmd = [sys.executable, "-m", "src.train", "model=cnn_small", "debug=fast"]
-    procs = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    procs = [subprocess.Popen(cmd, cwd=tmp_path, env=env, **pipes) for _ in range(2)]
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err[-3000:]
