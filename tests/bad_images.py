@@ -1,0 +1,58 @@
+"""The shared battery of awkward image files (issue 7): every loader is run over the same folder.
+
+``write_battery(dir)`` returns name -> kind: "good" files must be used, "bad" ones skipped and named,
+"small" ones (valid but tiny) are used or skipped depending on the tool's size limit; none may crash it.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from tests.conftest import synthetic_photo
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    # A valid PNG signature and IHDR claiming width x height, then an empty image: a decompression bomb's header.
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk)) + b"\x00" * 12
+
+
+def write_battery(d: Path, size: tuple[int, int] = (120, 100)) -> dict[str, str]:
+    d.mkdir(parents=True, exist_ok=True)
+    photo = synthetic_photo(size, seed=7)
+    kinds: dict[str, str] = {}
+
+    (d / "zero_bytes.jpg").write_bytes(b"")
+    photo.save(d / "full.jpg", quality=90)
+    (d / "truncated.jpg").write_bytes((d / "full.jpg").read_bytes()[:600])
+    (d / "full.jpg").unlink()
+    (d / "text_named.jpg").write_text("this is a text file, not a JPEG\n")
+    photo.save(d / "crc.png")
+    raw = bytearray((d / "crc.png").read_bytes())
+    raw[40] ^= 0xFF  # inside the first IDAT chunk: its CRC no longer matches
+    (d / "bad_crc.png").write_bytes(bytes(raw))
+    (d / "crc.png").unlink()
+    (d / "bomb_header.png").write_bytes(_png_header_only(50_000, 50_000))
+    kinds |= dict.fromkeys(["zero_bytes.jpg", "truncated.jpg", "text_named.jpg", "bad_crc.png", "bomb_header.png"], "bad")
+
+    Image.new("RGB", (1, 1), "red").save(d / "one_pixel.png")
+    synthetic_photo((30, 30), seed=8).save(d / "smaller_than_patch.png")
+    kinds |= dict.fromkeys(["one_pixel.png", "smaller_than_patch.png"], "small")
+
+    pal = photo.convert("P", palette=Image.ADAPTIVE, colors=64)
+    pal.info["transparency"] = 0
+    pal.save(d / "palette_transparent.png", transparency=0)
+    Image.fromarray(np.asarray(photo.convert("L"), dtype=np.uint16) * 257).save(d / "gray16.png")
+    photo.convert("CMYK").save(d / "cmyk.jpg")
+    exif = photo.getexif()
+    exif[0x0112] = 6  # displayed rotated by 90 degrees
+    photo.save(d / "exif_rotated.jpg", exif=exif)
+    Image.new("RGB", (4000, 3000), (90, 140, 200)).save(d / "huge_valid.png")  # 12 MP: big, legal
+    kinds |= dict.fromkeys(["palette_transparent.png", "gray16.png", "cmyk.jpg", "exif_rotated.jpg", "huge_valid.png"], "good")
+    return kinds
