@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker  # noqa: E402
 
 matplotlib.use("Agg")  # files only: no display needed
 import matplotlib.pyplot as plt  # noqa: E402
@@ -179,6 +180,7 @@ def plot_pareto(runs: list[Run], out: Path) -> None:
             ax.axhline(done[0].summary["bicubic_psnr_y"], color="gray", ls=":", label="bicubic")
             ax.legend(fontsize=8)
         ax.set(xlabel=xlabel, ylabel="test PSNR-Y (dB)", xscale="log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap on short ranges
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / "pareto.png", dpi=110)
