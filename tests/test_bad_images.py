@@ -1,4 +1,4 @@
-"""One battery of awkward files through each entry point: training data, prepare, upscale."""
+"""One battery of awkward files through each entry point: training data, prepare, upscale, evaluate."""
 
 import json
 from pathlib import Path
@@ -7,6 +7,7 @@ import pytest
 
 from src.data.images import list_images, load_many
 from src.data.prepare import prepare
+from src.evaluate import evaluate_folders
 from src.upscale import main as upscale_main
 from tests.bad_images import write_battery
 from tests.test_checkpoint import make_ckpt
@@ -50,3 +51,13 @@ def test_upscale_writes_the_good_and_names_the_bad(battery, tmp_path, capsys):
             assert name in err and Path(name).stem not in written, name
         else:  # valid files, however small or big, are upscaled
             assert Path(name).stem in written, name
+
+
+def test_evaluate_scores_the_good_and_names_the_rest(battery, caplog):
+    d, kinds = battery
+    rows = evaluate_folders([str(d)], scale=2, model=None, tile=None)  # bicubic only: the loader is what is tested
+    scored = {r["image"] for r in rows}
+    assert {Path(n).stem for n, k in kinds.items() if k == "good"} <= scored
+    for name, kind in kinds.items():
+        if kind == "bad":
+            assert name in caplog.text and Path(name).stem not in scored, name
