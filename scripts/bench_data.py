@@ -16,7 +16,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -59,20 +59,19 @@ def decode_baseline(paths: list[Path], p: int) -> Callable[[], int]:
     return step
 
 
+def _endless(loader: Iterable) -> Iterator:
+    # Epoch after epoch, as training draws them (itertools.cycle would replay the first epoch's items).
+    while True:
+        yield from loader
+
+
 def store_loader(store: Path, defaults: dict, p: int) -> Callable[[], int]:
     dm = SRDataModule.from_store(str(store), **{**defaults, "patch_size": p})
     dm.setup("fit")
-    loader = dm.train_dataloader()
-    it = iter(loader)
+    batches = _endless(dm.train_dataloader())
 
     def step() -> int:
-        nonlocal it
-        try:
-            batch = next(it)
-        except StopIteration:
-            it = iter(loader)
-            batch = next(it)
-        return batch.shape[0]
+        return next(batches).shape[0]
 
     return step
 
@@ -80,16 +79,10 @@ def store_loader(store: Path, defaults: dict, p: int) -> Callable[[], int]:
 def device_crops(store: Path, defaults: dict, p: int, device: torch.device) -> Callable[[], int]:
     dm = SRDataModule.from_store(str(store), on_device=True, **{**defaults, "patch_size": p})
     dm.setup("fit")
-    loader = dm.train_dataloader()
-    it = iter(loader)
+    plans = _endless(dm.train_dataloader())
 
     def step() -> int:
-        nonlocal it
-        try:
-            plan = next(it)
-        except StopIteration:
-            it = iter(loader)
-            plan = next(it)
+        plan = next(plans)
         # What Lightning does per batch: move the (tiny) plan to the device, then the hook cuts the crops.
         return dm.on_after_batch_transfer(move_data_to_device(plan, device), 0).shape[0]
 

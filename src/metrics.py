@@ -7,7 +7,6 @@ prepares the images the way published numbers were measured.
 from __future__ import annotations
 
 import torch
-from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
@@ -44,12 +43,3 @@ def y_metrics() -> MetricCollection:
 def y_inputs(pred: torch.Tensor, target: torch.Tensor, border: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(pred, target) in [0, 1] -> their shaved 8-bit luma, ready for :func:`y_metrics` (float32)."""
     return shave(to_y(quantize(pred.float())), border), shave(to_y(quantize(target.float())), border)
-
-
-class YMetrics(nn.Module):
-    """Model and bicubic-baseline PSNR-Y / SSIM-Y for one stage (val or test)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.model = y_metrics()
-        self.bicubic = y_metrics()

@@ -118,3 +118,13 @@ def test_datamodule_end_to_end(photo_dir):
     batch = next(iter(dm.train_dataloader()))
     assert batch.shape == (8, 32, 32, 3) and batch.dtype == torch.uint8
     assert next(iter(dm.val_dataloader())).shape == (1, 96, 96, 3)
+
+
+def test_restored_position_continues_the_epoch_once(photo_dir):
+    dm = SRDataModule.from_folder(str(photo_dir), 0.2, 0.2, scale=2, patch_size=32, patches_per_image=4, batch_size=8,
+                                  eval_crop=None, num_workers=0, seed=0)  # fmt: skip
+    dm.load_state_dict({"epoch": 1, "batches_done": 3})
+    assert list(dm.train_sampler(5)) == [8, 9]  # epoch 1, batches 3 and 4
+    assert list(dm.train_sampler(5)) == [0, 1, 2, 3, 4]  # applied once only
+    dm.load_state_dict({"epoch": 1, "batches_done": 5})  # saved at the end of epoch 1
+    assert list(dm.train_sampler(5)) == [10, 11, 12, 13, 14]

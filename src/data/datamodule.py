@@ -117,22 +117,26 @@ class SRDataModule(pl.LightningDataModule):
         ds = PatchBatches(
             self.images["train"], self.patch_size, self.patches_per_image, self.batch_size, self.seed, shard=(rank, world)
         )
-        sampler = EpochBatchSampler(len(ds))
-        if self._resume_at is not None:
-            epoch, done = self._resume_at
-            self._resume_at = None
-            if done >= len(sampler):  # saved at the end of an epoch: the next one starts afresh
-                epoch, done = epoch + 1, 0
-            sampler.set_epoch(epoch)
-            sampler.start = done
         return DataLoader(
             ds,
             batch_size=None,  # items are already batches
-            sampler=sampler,
+            sampler=self.train_sampler(len(ds)),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
         )
+
+    def train_sampler(self, batches_per_epoch: int) -> EpochBatchSampler:
+        """The epoch's batch indices, starting where a restored checkpoint left off (see ``state_dict``)."""
+        sampler = EpochBatchSampler(batches_per_epoch)
+        if self._resume_at is not None:
+            epoch, done = self._resume_at
+            self._resume_at = None
+            if done >= batches_per_epoch:  # saved at the end of an epoch: the next one starts afresh
+                epoch, done = epoch + 1, 0
+            sampler.set_epoch(epoch)
+            sampler.start = done
+        return sampler
 
     # Checkpoints carry the position in the patch sequence, so a run resumed mid-epoch continues the
     # epoch instead of replaying its first batches (batches are a pure function of their index).

@@ -21,7 +21,6 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from src.data.datamodule import SRDataModule
-from src.data.patches import EpochBatchSampler
 from src.data.store import FAULT_AROUND_BYTES, StoreImages
 from src.errors import DataError
 
@@ -169,7 +168,7 @@ class DeviceStoreDataModule(SRDataModule):
         shard = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         plans = CropPlans(images.shapes, self.patch_size, self.patches_per_image, self.batch_size, self.seed, shard)
         # Plans cost microseconds: worker processes would only add overhead.
-        return DataLoader(plans, batch_size=None, sampler=EpochBatchSampler(len(plans)), num_workers=0)
+        return DataLoader(plans, batch_size=None, sampler=self.train_sampler(len(plans)), num_workers=0)
 
     def cropper(self, device: torch.device) -> DeviceCropper:
         if self._cropper is None or self._cropper.device != device:
