@@ -1,15 +1,14 @@
 """Train one SR net, test its best checkpoint, write summary.json and print a result table.
 
-    python -m src.train                                   # cnn_deep on the embedded sample photos
-    python -m src.train model=cnn_small trainer.max_epochs=5 optimizer.lr=1e-4
-    python -m src.train data=folder data.root=/path/to/photos data.scale=3
-    python -m src.train debug=fast                        # a few batches, seconds
-    python -m src.train --cfg job                         # print the composed config
+python -m src.train                                   # cnn_deep on the embedded sample photos
+python -m src.train model=cnn_small trainer.max_epochs=5 optimizer.lr=1e-4
+python -m src.train data=folder data.root=/path/to/photos data.scale=3
+python -m src.train debug=fast                        # a few batches, seconds
+python -m src.train --cfg job                         # print the composed config
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import math
@@ -51,20 +50,9 @@ def _quiet_library_noise() -> None:
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda r: "litlogger" not in r.getMessage())
 
 
-def _return_freed_memory() -> None:
-    # glibc keeps freed multi-MB blocks (whole validation images and their activations) in its heap,
-    # so RSS grew 3-6 MB per image on big stores; blocks of 1 MiB and more now come from mmap and go
-    # back to the OS when freed (measured: 1.58 GB -> 0.35 GB of heap over 511 eval images).
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # -3 = M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        pass  # not glibc: nothing to tune
-
-
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test, and return the run's summary (also written to ``<run dir>/summary.json``)."""
     check_train_config(cfg)
-    _return_freed_memory()
     if cfg.ckpt_path:
         # Validate before any work: weights-only, an srlab net, and the configured one.
         loaded = load_checkpoint(cfg.ckpt_path)
