@@ -25,7 +25,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ from src.checkpoint import LoadedModel, load_checkpoint
 from src.data.images import ImageError, list_images, load_rgb
 from src.degrade import downscale, imresize, upsample
 from src.errors import ConfigError, DataError, user_error
-from src.metrics import quantize, shave, to_y
+from src.metrics import psnr, quantize, shave, ssim_valid, to_y
 from src.tiling import DEFAULT_TILE, upscale_tensor
 
 log = logging.getLogger(__name__)
@@ -65,41 +64,6 @@ def read_hr(path: Path) -> np.ndarray:
 def modcrop(hr: torch.Tensor, scale: int) -> torch.Tensor:
     h, w = hr.shape[-2:]
     return hr[..., : h - h % scale, : w - w % scale]
-
-
-def gaussian_1d(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """One axis of MATLAB's ``fspecial('gaussian', size, sigma)`` (the 2-D window is its outer product)."""
-    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    g = torch.exp(-(x**2) / (2 * sigma**2))
-    return g / g.sum()
-
-
-def _filter_valid(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    # The Gaussian is separable: two 1-D passes, 22 instead of 121 multiply-adds per pixel (float64 convs are slow).
-    return F.conv2d(F.conv2d(x, g.view(1, 1, -1, 1)), g.view(1, 1, 1, -1))
-
-
-def ssim_valid(a: torch.Tensor, b: torch.Tensor, data_range: float = 255.0) -> float:
-    """Mean SSIM of two ``(1, 1, H, W)`` images, Gaussian-filtered 'valid' (no padding), as MATLAB's ssim.
-
-    Why not torchmetrics: its SSIM reflect-pads the image and averages the SSIM map over the padded
-    border too (only its contrast-sensitivity output is cropped), which moves Set14 x3 bicubic by
-    +0.0006 over the published 0.7742; computing in float64 also avoids E[x^2] - E[x]^2 cancellation.
-    """
-    a, b = a.double(), b.double()
-    g = gaussian_1d().to(a.device)
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    mu_a, mu_b = _filter_valid(a, g), _filter_valid(b, g)
-    var_a = _filter_valid(a * a, g) - mu_a**2
-    var_b = _filter_valid(b * b, g) - mu_b**2
-    cov = _filter_valid(a * b, g) - mu_a * mu_b
-    ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
-    return float(ssim_map.mean())
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor, peak: float = 255.0) -> float:
-    mse = float(((a.double() - b.double()) ** 2).mean())
-    return math.inf if mse == 0 else 10 * math.log10(peak**2 / mse)
 
 
 def _scores(pred: torch.Tensor, target: torch.Tensor, scale: int) -> tuple[float, float]:

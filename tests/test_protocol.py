@@ -10,8 +10,9 @@ import torch
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 from src.data.images import list_images
-from src.degrade import imresize, resize_matrix
-from src.evaluate import modcrop, read_hr, reference_bicubic, score_image, ssim_valid
+from src.degrade import downscale, imresize, resize_matrix, upsample
+from src.evaluate import modcrop, read_hr, reference_bicubic, score_image
+from src.metrics import ssim_valid, y_inputs, y_metrics
 from tests.conftest import ROOT
 
 SET5 = ROOT.parent / "shared" / "sr_benchmarks" / "Set5"
@@ -79,13 +80,30 @@ def test_ssim_valid_matches_the_formula_on_constants_and_one_window():
 
 
 def test_torchmetrics_ssim_differs_because_it_averages_the_padded_border():
-    # Why src.evaluate has its own SSIM: torchmetrics averages SSIM over reflect-padded borders too.
+    # Why src.metrics has its own SSIM: torchmetrics averages SSIM over reflect-padded borders too.
     # A corner error: MATLAB's valid windows barely see it, torchmetrics' border windows centre on it.
     x = torch.linspace(20, 220, 16, dtype=torch.float64).expand(1, 1, 16, 16).contiguous()
     y = x.clone()
     y[..., :3, :3] += 60
     tm = structural_similarity_index_measure(y, x, data_range=255.0, gaussian_kernel=True, sigma=1.5, kernel_size=11)
     assert abs(float(tm) - ssim_valid(y, x)) > 1e-3
+
+
+def test_training_metrics_score_like_evaluate():
+    # SRModule's val/test metrics (y_metrics on y_inputs) and src.evaluate give the same numbers: here
+    # both score the bicubic upscale of the same LR images, of different sizes, one image per update.
+    rng = np.random.default_rng(3)
+    metrics = y_metrics()
+    rows = []
+    for size in (40, 52):
+        hr_uint8 = rng.integers(0, 256, (size, size + 8, 3), dtype=np.uint8)
+        hr = torch.from_numpy(hr_uint8).permute(2, 0, 1)[None].float() / 255
+        metrics.update(*y_inputs(upsample(downscale(hr, 2), 2, "bicubic"), hr, 2))
+        rows.append(score_image(hr_uint8, 2, None))
+    got = metrics.compute()
+    # (training rounds float32 luma, evaluate float64: ~2e-5 apart on these noise images)
+    assert float(got["ssim_y"]) == pytest.approx(np.mean([r["bicubic_ssim_y"] for r in rows]), abs=1e-4)
+    assert float(got["psnr_y"]) == pytest.approx(np.mean([r["bicubic_psnr_y"] for r in rows]), abs=1e-3)
 
 
 def test_gray_images_are_scored_on_gray_values_not_luma():
