@@ -49,6 +49,7 @@ CLOCK = time.perf_counter
 class Result:
     bare: list[float] = field(default_factory=list)  # patches/s per repeat
     srlab: list[float] = field(default_factory=list)
+    floor: list[float] = field(default_factory=list)  # --floor: a minimal LightningModule, no srlab code
     macs_per_patch: int = 0
 
 
@@ -177,6 +178,44 @@ class BareLoop:
         return steps * batch / (CLOCK() - t0)
 
 
+class FloorModule(pl.LightningModule):
+    """Lightning's own floor: the bare loop's step as a training_step, over the bare loop's in-memory
+    batches, with no callbacks, logger, checkpoint, progress bar or LR schedule. What this loses to the
+    bare loop is Lightning's per-step cost alone; srlab's path cannot be faster than this."""
+
+    def __init__(self, bare: BareLoop) -> None:
+        super().__init__()
+        self.bare = bare
+        self.net = bare.net
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        b, net = self.bare, self.net
+        with torch.autocast(batch.device.type, enabled=False):
+            hr = to_float(batch)
+            x = upsample(downscale(hr, b.scale), b.scale, net.upsample)
+        if net.in_channels == 1:
+            x = to_y(x) / 255
+        if b.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        o = net.offset
+        target = hr[..., o : hr.shape[-2] - o, o : hr.shape[-1] - o] if o else hr
+        return F.mse_loss(net(x).float(), target)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.bare.opt
+
+
+def run_floor(bare: BareLoop, precision: str, device: torch.device, warmup: int, steps: int, batch: int) -> float:
+    clock = StepClock(warmup, steps)
+    trainer = pl.Trainer(
+        accelerator=device.type, devices=1, precision=precision, max_steps=warmup + steps, logger=False, callbacks=[clock],
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+    )  # fmt: skip
+    batches = [bare.batches[k % len(bare.batches)] for k in range(warmup + steps)]
+    trainer.fit(FloorModule(bare), train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
+    return steps * batch / (clock.t1 - clock.t0)
+
+
 def choose_steps(bare: BareLoop, seconds: float, min_steps: int) -> int:
     """Timed steps per repeat so each side runs about ``seconds``: nets differ 200x in cost per step."""
     for _ in range(2):
@@ -208,16 +247,20 @@ def bench_model(args: argparse.Namespace, model: str, precision: str, ceilings: 
     print(f"\n{model} {precision}: {steps} timed steps x {args.repeats} repeats (+{args.warmup} warm-up each)", flush=True)
     for r in range(args.repeats):
         # Alternate the order so a slow spell on the shared CPU does not always hit the same side.
-        order = ("bare", "srlab") if r % 2 == 0 else ("srlab", "bare")
-        for side in order:
+        order = ["bare", "srlab"] + (["floor"] if args.floor else [])
+        for side in order if r % 2 == 0 else order[::-1]:
             if side == "bare":
                 res.bare.append(bare.run(args.warmup, steps, args.batch))
+            elif side == "floor":
+                res.floor.append(run_floor(bare, precision, device, args.warmup, steps, args.batch))
             else:
                 res.srlab.append(run_srlab(cfg, datamodule, module, args.warmup, steps))
         for name, dtype in (("32-true", torch.float32), ("bf16-mixed", torch.bfloat16)):
             ceilings[name].append(matmul_gflops(device, dtype, n=args.matmul_n, clock=CLOCK))
         print(
-            f"  repeat {r + 1}: bare {res.bare[-1]:8.1f}  srlab {res.srlab[-1]:8.1f} patches/s  "
+            f"  repeat {r + 1}: bare {res.bare[-1]:8.1f}  srlab {res.srlab[-1]:8.1f} "
+            + (f"floor {res.floor[-1]:8.1f} " if res.floor else "")
+            + "patches/s  "
             f"ratio {res.srlab[-1] / res.bare[-1]:.3f}  matmul fp32 {ceilings['32-true'][-1]:.0f} "
             f"bf16 {ceilings['bf16-mixed'][-1]:.0f} GFLOP/s",
             flush=True,
@@ -248,6 +291,7 @@ def main() -> None:
     ap.add_argument("--on-device", action="store_true", help="with --store: data.on_device=true (crops cut on the device)")
     ap.add_argument("--matmul-n", type=int, default=2048, help="side of the square matmul timed as the ceiling")
     ap.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides for the srlab side (diagnosis)")
+    ap.add_argument("--floor", action="store_true", help="also time Lightning's floor: the bare step in a bare LightningModule")
     ap.add_argument("--json", help="also write the table rows to this JSON file (scripts/bench_gpu.sh merges them)")
     ap.add_argument("--quick", action="store_true", help="tiny run (2 steps, 1 repeat, patch 24, batch 4): checks it works")
     args = ap.parse_args()
@@ -295,12 +339,14 @@ def main() -> None:
                     "bare/ceil": f"{gf * bare / ceiling:.2f}",
                 }
             )
+            if res.floor:
+                rows[-1]["floor/bare"] = f"{median([f / b for f, b in zip(res.floor, res.bare, strict=True)]):.3f}"
     cols = list(rows[0])
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     print("\n" + table(rows, cols))
     print(
-        "srlab/bare: median of per-repeat ratios (min..max over repeats); ceiling: median fp32/bf16 torch.matmul "
+        "srlab/bare: median of per-repeat ratios (min..max over repeats); floor: FloorModule; ceiling: median torch.matmul "
         f"{args.matmul_n}^3 timed between repeats; {'compiled' if args.compile else 'eager'}; {args.clock} clock"
     )
 
