@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Scale check of the store: 5,000 synthetic 1000x700 JPEGs -> `python -m src.data.prepare` (>= 10 GB
 # decoded) -> one epoch of cnn_small from the store; prints wall time and peak RSS of each step, then
-# the data-path benchmark on the big store. Everything it generates is deleted at the end.
+# the data-path benchmark on the big store. Everything it generates is deleted at the end (KEEP=1: kept;
+# a re-run then reuses the photos and the store, and only trains and benchmarks again).
 #
 #   scripts/bench_store_scale.sh                 # work dir /tmp/srlab_scale (needs ~15 GB free)
 #   N=500 scripts/bench_store_scale.sh /tmp/x    # a smaller run
+#   KEEP=1 scripts/bench_store_scale.sh          # keep /tmp/srlab_scale for a re-run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 WORK=${1:-/tmp/srlab_scale}
 N=${N:-5000}
-trap 'rm -rf "$WORK"' EXIT
+[ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$WORK"
 export WANDB_MODE=offline WANDB_SILENT=true
 
@@ -29,6 +31,7 @@ echo "prepare: $(peak "$WORK/prepare.time"), store $(du -sh "$WORK/store" | cut 
 /usr/bin/time -v -o "$WORK/prepare2.time" $PY -m src.data.prepare "$WORK/photos" "$WORK/store" --quiet | head -1
 echo "prepare again (nothing to do): $(peak "$WORK/prepare2.time")"
 
+rm -rf "$WORK/run"
 /usr/bin/time -v -o "$WORK/train.time" $PY -m src.train model=cnn_small data=store data.path="$WORK/store" \
     data.patches_per_image=1 trainer.max_epochs=1 logger=csv hydra.run.dir="$WORK/run" > "$WORK/train.log" 2>&1 \
     || { tail -20 "$WORK/train.log"; exit 1; }

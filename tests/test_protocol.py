@@ -12,7 +12,7 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 from src.data.images import list_images
 from src.degrade import downscale, imresize, resize_matrix, upsample
 from src.evaluate import modcrop, read_hr, reference_bicubic, score_image
-from src.metrics import ssim_valid, y_inputs, y_metrics
+from src.metrics import ssim_per_image, ssim_valid, y_inputs, y_metrics
 from tests.conftest import ROOT
 
 SET5 = ROOT.parent / "shared" / "sr_benchmarks" / "Set5"
@@ -65,7 +65,7 @@ def test_uint8_rounding_happens_after_each_pass():
 
 def test_ssim_valid_matches_the_formula_on_constants_and_one_window():
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    a, b = torch.full((1, 1, 15, 15), 100.0), torch.full((1, 1, 15, 15), 120.0)
+    a, b = torch.full((1, 1, 15, 15), 100.0, dtype=torch.float64), torch.full((1, 1, 15, 15), 120.0, dtype=torch.float64)
     assert ssim_valid(a, b) == pytest.approx((2 * 100 * 120 + c1) / (100**2 + 120**2 + c1), abs=1e-12)
     assert ssim_valid(a, a) == pytest.approx(1.0)
     # An 11x11 image has exactly one valid window: SSIM is the Gaussian-weighted formula computed by hand.
@@ -77,6 +77,15 @@ def test_ssim_valid_matches_the_formula_on_constants_and_one_window():
     vx, vy, cxy = (w * x * x).sum() - mx**2, (w * y * y).sum() - my**2, (w * x * y).sum() - mx * my
     expected = (2 * mx * my + c1) * (2 * cxy + c2) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
     assert ssim_valid(torch.from_numpy(x)[None, None], torch.from_numpy(y)[None, None]) == pytest.approx(expected, abs=1e-12)
+
+
+def test_ssim_in_float32_agrees_with_float64_on_bright_flat_images():
+    # Training feeds float32 luma: without mean-centring, E[x^2] - E[x]^2 near 200^2 cancels to noise.
+    g = torch.Generator().manual_seed(0)
+    a = (200 + 3 * torch.rand(2, 1, 60, 80, generator=g, dtype=torch.float64)).round()
+    b = (a + torch.randn(a.shape, generator=g, dtype=torch.float64)).round()
+    diff = ssim_per_image(a.float(), b.float()) - ssim_per_image(a, b)
+    assert diff.abs().max() < 1e-6
 
 
 def test_torchmetrics_ssim_differs_because_it_averages_the_padded_border():
