@@ -91,6 +91,10 @@ def test_missing_corrupt_and_mismatched_files_give_one_line(tmp_path):
     (tmp_path / "junk.ckpt").write_bytes(os.urandom(64))
     with pytest.raises(CheckpointError, match="junk.ckpt"):
         load_checkpoint(tmp_path / "junk.ckpt")
+    # A pickle that stops on an empty stack: the unpickler raises IndexError (what random bytes hit at times).
+    (tmp_path / "empty_stack.ckpt").write_bytes(b"\x80\x02.")
+    with pytest.raises(CheckpointError, match="empty_stack.ckpt: not a readable checkpoint"):
+        load_checkpoint(tmp_path / "empty_stack.ckpt")
     path = make_ckpt(tmp_path / "m.ckpt")
     ckpt = torch.load(path, weights_only=True)
     ckpt["hyper_parameters"]["net"]["_target_"] = "src.arch.CNNDeep"  # weights of another net
