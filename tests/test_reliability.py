@@ -51,6 +51,24 @@ def test_sigkill_mid_epoch_then_resume_gives_bitwise_identical_weights(tmp_path,
     assert read_summary(tmp_path / "killed")["steps"] == read_summary(tmp_path / "whole")["steps"]
 
 
+def test_sigkill_of_a_ddp_run_then_resume_matches_the_uninterrupted_ddp_run(tmp_path, photos):
+    # Two gloo processes on CPU; both ranks die at the same step (SIGKILL, no cleanup), then resume=
+    # relaunches both ranks from last.ckpt, with the loader position each rank's slice needs.
+    args = (*DETERMINISTIC, "data=folder", f"data.root={photos}", "trainer=ddp", "trainer.devices=2")
+    whole = run_train(tmp_path / "whole", *args)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    kill_at = read_summary(tmp_path / "whole")["steps"] // 2 + 2  # mid-epoch 2, past the checkpoint at a multiple of 4
+    killed = train_with_env(tmp_path / "killed", {"SRLAB_KILL_AT_STEP": str(kill_at)}, *args)
+    assert killed.returncode == -9 and not (tmp_path / "killed" / "summary.json").exists()
+    resumed = run_train(tmp_path / "ignored", f"resume={tmp_path / 'killed'}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stdout + resumed.stderr  # from last.ckpt, not a fresh start
+    a, b = weights(tmp_path / "whole"), weights(tmp_path / "killed")
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=0, rtol=0)
+    assert read_summary(tmp_path / "killed")["steps"] == read_summary(tmp_path / "whole")["steps"]
+
+
 def test_kill_during_checkpoint_save_keeps_the_previous_one(tmp_path, monkeypatch):
     io = AtomicCheckpointIO()
     path = tmp_path / "last.ckpt"
