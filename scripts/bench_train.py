@@ -147,22 +147,26 @@ class BareLoop:
         self.batches = [ds[k].to(device) for k in range(n_batches)]
         self.k = 0
 
+    def loss(self, batch: torch.Tensor) -> torch.Tensor:
+        """SRModule.training_step's work on one uint8 batch, under whatever autocast the caller set."""
+        net = self.net
+        with torch.autocast(batch.device.type, enabled=False):  # degradation in fp32, as SRModule.degrade
+            hr = to_float(batch)
+            lr = downscale(hr, self.scale)
+            x = upsample(lr, self.scale, net.upsample)
+        if net.in_channels == 1:
+            x = to_y(x) / 255
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        o = net.offset
+        target = hr[..., o : hr.shape[-2] - o, o : hr.shape[-1] - o] if o else hr
+        return F.mse_loss(net(x).float(), target)
+
     def step(self) -> None:
         batch = self.batches[self.k % len(self.batches)]
         self.k += 1
-        net = self.net
         with autocast(self.device, self.precision):
-            with torch.autocast(self.device.type, enabled=False):  # degradation in fp32, as SRModule.degrade
-                hr = to_float(batch)
-                lr = downscale(hr, self.scale)
-                x = upsample(lr, self.scale, net.upsample)
-            if net.in_channels == 1:
-                x = to_y(x) / 255
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            o = net.offset
-            target = hr[..., o : hr.shape[-2] - o, o : hr.shape[-1] - o] if o else hr
-            loss = F.mse_loss(net(x).float(), target)
+            loss = self.loss(batch)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -189,17 +193,7 @@ class FloorModule(pl.LightningModule):
         self.net = bare.net
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        b, net = self.bare, self.net
-        with torch.autocast(batch.device.type, enabled=False):
-            hr = to_float(batch)
-            x = upsample(downscale(hr, b.scale), b.scale, net.upsample)
-        if net.in_channels == 1:
-            x = to_y(x) / 255
-        if b.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        o = net.offset
-        target = hr[..., o : hr.shape[-2] - o, o : hr.shape[-1] - o] if o else hr
-        return F.mse_loss(net(x).float(), target)
+        return self.bare.loss(batch)  # Lightning's precision plugin sets the autocast
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.bare.opt
