@@ -7,7 +7,8 @@
     python -m src.evaluate ckpt_path=CKPT image=small.jpg truth=false               # the photo is the LR input
 
 Writes ``results.csv`` (one row per image), ``results.md`` (per-set tables and means) and
-``summary.json`` (means per set) to the run dir, and logs every row.
+``summary.json`` (means per set) to the run dir, logs every row, and logs the rows and means to W&B
+(offline by default; ``wandb=null`` to skip).
 
 The protocol (``../shared/README.md``): HR cropped to a multiple of the scale, LR by MATLAB-style
 bicubic ``imresize`` with uint8 rounding, output quantised to 8 bits, BT.601 luma (gray images: their
@@ -141,6 +142,7 @@ def markdown(rows: list[dict[str, Any]], means: dict[str, dict[str, float]], tit
 
 
 def write_results(out_dir: Path, rows: list[dict[str, Any]], title: str) -> dict[str, dict[str, float]]:
+    """results.csv, results.md and summary.json (set means) in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     with (out_dir / "results.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -148,8 +150,23 @@ def write_results(out_dir: Path, rows: list[dict[str, Any]], title: str) -> dict
         writer.writerows(rows)
     means = set_means(rows)
     (out_dir / "results.md").write_text(markdown(rows, means, title))
-    (out_dir / "summary.json").write_text(json.dumps({"title": title, "scale": rows[0]["scale"], "sets": means}, indent=2) + "\n")
+    summary = {"title": title, "scale": rows[0]["scale"], "sets": means}
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return means
+
+
+def log_to_wandb(wandb_cfg: DictConfig, rows: list[dict[str, Any]], name: str, tags: list[str]) -> str | None:
+    """The per-image rows as a W&B table and each set's means as metrics; the run id (None if W&B failed)."""
+    try:
+        logger = hydra.utils.instantiate(wandb_cfg, name=name, tags=tags)
+        logger.log_table(key="evaluate/images", columns=list(rows[0]), data=[list(r.values()) for r in rows])
+        logger.log_metrics({f"{s}/{k}": v for s, m in set_means(rows).items() for k, v in m.items()})
+        run_id = logger.experiment.id
+        logger.experiment.finish()
+        return run_id
+    except Exception as e:  # the results are on disk already: W&B trouble must not turn them into a failure
+        log.warning("W&B: logging the results failed (%s: %s); they are in results.csv", type(e).__name__, e)
+        return None
 
 
 # --- one photo: a side-by-side panel --------------------------------------------------------------------
@@ -226,8 +243,14 @@ def evaluate(cfg: DictConfig) -> Path:
     rows = evaluate_folders(_roots(cfg.data.root), int(scale), model, cfg.tile)
     if not rows:
         raise DataError(f"data.root={cfg.data.root}: no usable images")
-    title = f"{model.name if model else 'bicubic'} x{scale}" + (f" ({model.path})" if model else "")
+    name = f"{model.name if model else 'bicubic'} x{scale}"
+    title = name + (f" ({model.path})" if model else "")
     write_results(out_dir, rows, title)
+    if cfg.get("wandb"):
+        # After the files, so W&B trouble never costs the results; the run id joins the summary.
+        run_id = log_to_wandb(cfg.wandb, rows, f"evaluate {name}", ["evaluate", name.split()[0], f"x{scale}"])
+        summary_path = out_dir / "summary.json"
+        summary_path.write_text(json.dumps(json.loads(summary_path.read_text()) | {"wandb_run_id": run_id}, indent=2) + "\n")
     text = (out_dir / "results.md").read_text()
     print(text)
     return out_dir / "results.md"

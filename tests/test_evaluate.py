@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +49,9 @@ def test_cli_scores_several_sets_to_csv_and_markdown(tmp_path, ckpt):
     for key, value in expected.items():
         assert float(rows[1][key]) == pytest.approx(value, abs=1e-9)
     assert np.isfinite([float(rows[0][k]) for k in expected]).all()
+    # The same rows went to an offline W&B run (job_type evaluate) whose id the summary names.
+    run_id = json.loads((run / "summary.json").read_text())["wandb_run_id"]
+    assert run_id and list((run / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb"))
 
 
 def test_bad_checkpoint_and_folder_give_one_line_errors(tmp_path, ckpt):
