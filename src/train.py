@@ -82,7 +82,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     for lg in loggers:
         lg.log_hyperparams({"params": model.params, "macs_per_pixel": model.macs_per_pixel})
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    # weights_only: Lightning would otherwise unpickle the resumed file with arbitrary code allowed.
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     if "last_checkpoint" in cfg.callbacks:
         # The periodic last.ckpt may predate the final steps: make it the final state.
         trainer.save_checkpoint(Path(cfg.callbacks.last_checkpoint.dirpath) / "last.ckpt")
@@ -92,7 +93,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     test_metrics: dict[str, Any] = {}
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if cfg.test:
-        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True)
         test_metrics = dict(trainer.callback_metrics)
 
     summary = {
