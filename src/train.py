@@ -86,7 +86,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     if "last_checkpoint" in cfg.callbacks:
         # The periodic last.ckpt may predate the final steps: make it the final state.
-        trainer.save_checkpoint(Path(cfg.callbacks.last_checkpoint.dirpath) / "last.ckpt")
+        trainer.save_checkpoint(Path(cfg.callbacks.last_checkpoint.dirpath) / "last.ckpt", weights_only=False)  # full state: resumable
     fit_metrics = dict(trainer.callback_metrics)
     timer = next((c for c in callbacks if isinstance(c, FitTimer)), None)
 
