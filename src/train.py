@@ -85,8 +85,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # weights_only: Lightning would otherwise unpickle the resumed file with arbitrary code allowed.
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     if "last_checkpoint" in cfg.callbacks:
-        # The periodic last.ckpt may predate the final steps: make it the final state.
-        trainer.save_checkpoint(Path(cfg.callbacks.last_checkpoint.dirpath) / "last.ckpt", weights_only=False)  # full state: resumable
+        # The periodic last.ckpt may predate the final steps: make it the final (full, resumable) state.
+        trainer.save_checkpoint(Path(cfg.callbacks.last_checkpoint.dirpath) / "last.ckpt", weights_only=False)
     fit_metrics = dict(trainer.callback_metrics)
     timer = next((c for c in callbacks if isinstance(c, FitTimer)), None)
 
