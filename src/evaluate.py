@@ -155,12 +155,14 @@ def write_results(out_dir: Path, rows: list[dict[str, Any]], title: str) -> dict
     return means
 
 
-def log_to_wandb(wandb_cfg: DictConfig, rows: list[dict[str, Any]], name: str, tags: list[str]) -> str | None:
+def log_to_wandb(
+    wandb_cfg: DictConfig, rows: list[dict[str, Any]], means: dict[str, dict[str, float]], name: str, tags: list[str]
+) -> str | None:
     """The per-image rows as a W&B table and each set's means as metrics; the run id (None if W&B failed)."""
     try:
         logger = hydra.utils.instantiate(wandb_cfg, name=name, tags=tags)
         logger.log_table(key="evaluate/images", columns=list(rows[0]), data=[list(r.values()) for r in rows])
-        logger.log_metrics({f"{s}/{k}": v for s, m in set_means(rows).items() for k, v in m.items()})
+        logger.log_metrics({f"{s}/{k}": v for s, m in means.items() for k, v in m.items()})
         run_id = logger.experiment.id
         logger.experiment.finish()
         return run_id
@@ -245,10 +247,10 @@ def evaluate(cfg: DictConfig) -> Path:
         raise DataError(f"data.root={cfg.data.root}: no usable images")
     name = f"{model.name if model else 'bicubic'} x{scale}"
     title = name + (f" ({model.path})" if model else "")
-    write_results(out_dir, rows, title)
+    means = write_results(out_dir, rows, title)
     if cfg.get("wandb"):
         # After the files, so W&B trouble never costs the results; the run id joins the summary.
-        run_id = log_to_wandb(cfg.wandb, rows, f"evaluate {name}", ["evaluate", name.split()[0], f"x{scale}"])
+        run_id = log_to_wandb(cfg.wandb, rows, means, f"evaluate {name}", ["evaluate", name.split()[0], f"x{scale}"])
         summary_path = out_dir / "summary.json"
         summary_path.write_text(json.dumps(json.loads(summary_path.read_text()) | {"wandb_run_id": run_id}, indent=2) + "\n")
     text = (out_dir / "results.md").read_text()
