@@ -8,7 +8,7 @@ import torch
 from conftest import read_summary, run_train, synthetic_photo
 
 from src.data.datamodule import SRDataModule
-from src.data.device_patches import CropPlan, CropPlans, DeviceCropper, DeviceStoreDataModule
+from src.data.device_patches import TRANSFORM_ORDER, CropPlan, CropPlans, DeviceCropper, DeviceStoreDataModule
 from src.data.prepare import prepare
 from src.data.store import open_store
 
@@ -44,7 +44,7 @@ def test_crops_match_numpy_for_all_8_transforms(store):
         for n in range(len(images)):
             h, w = images.shapes[n]
             plan.append([n, rng.integers(0, h - 31), rng.integers(0, w - 31), t])
-    plan.sort(key=lambda r: r[3])
+    plan.sort(key=lambda r: TRANSFORM_ORDER.index(r[3]))
     out = cropper.crops(CropPlan(torch.tensor(plan), tuple([len(images)] * 8)))
     assert out.shape == (len(plan), 32, 32, 3) and out.dtype == torch.uint8
     for (n, y, x, t), patch in zip(plan, out.numpy(), strict=True):
@@ -56,7 +56,8 @@ def test_plans_are_deterministic_cover_the_epoch_and_shard():
     plans = CropPlans(shapes, 32, patches_per_image=4, batch_size=6, seed=1)
     assert len(plans) == 2
     first = plans[0]
-    assert first.where[:, 3].tolist() == sorted(first.where[:, 3].tolist())  # grouped by transform
+    groups = [TRANSFORM_ORDER.index(t) for t in first.where[:, 3].tolist()]
+    assert groups == sorted(groups)  # grouped by transform, in the order the device's batched flips need
     assert list(first.counts) == np.bincount(first.where[:, 3], minlength=8).tolist()
     epoch0 = torch.cat([plans[0].where, plans[1].where])
     assert torch.equal(plans[0].where, CropPlans(shapes, 32, 4, 6, seed=1)[0].where)
@@ -66,6 +67,8 @@ def test_plans_are_deterministic_cover_the_epoch_and_shard():
     assert not torch.equal(plans[2].where, plans[0].where)  # the next epoch draws afresh
     halves = [CropPlans(shapes, 32, 4, 6, seed=1, shard=(r, 2))[0].where for r in range(2)]
     assert sorted(torch.cat(halves).tolist()) == sorted(plans[0].where.tolist())
+    short = CropPlans(shapes[:1], 32, patches_per_image=2, batch_size=6, seed=1)  # fewer patches than a batch
+    assert len(short) == 1 and short[0].where[:, 0].tolist() == [0, 0] and sum(short[0].counts) == 2
 
 
 def test_module_turns_plans_into_uint8_batches(store):
