@@ -9,7 +9,8 @@
 # Steps: (1) synthetic photos -> a store (src/data/prepare.py), so training can take the GPU-resident path
 # data=store data.on_device=true (src/data/device_patches.py) when the repo has it; (2) scripts/bench_train.py
 # bare loop vs srlab's Trainer path at the project default (batch 16, patch 48) and at a GPU-sized batch
-# (128 x 96 px); (3) scripts/bench_infer.py raw / untiled / tiled upscaling of a 1024^2 LR image (x2).
+# (128 x 96 px); (3) scripts/bench_data.py, patches/s of each data path on the same store (on-device at
+# batch 16 / 128 / 1024); (4) scripts/bench_infer.py raw / untiled / tiled upscaling of a 1024^2 LR image (x2).
 # Full logs: $OUT/*.log. The table merges the JSON rows the two scripts write.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,12 +37,14 @@ if [ "$MODE" = gpu ]; then
   TRAIN=(--repeats 3 --seconds 2 --warmup 5)
   TRAIN_BIG=(--batch 128 --patch 96)
   INFER=(--lr-size 1024 --repeats 3 --calls 3)
+  DATA=(--seconds 2 --repeats 3 --device-batch-sizes 16 128 1024)
 else
   DEV=cpu
   PHOTOS=24; SIZE="400,300"
   TRAIN=(--steps 2 --repeats 1 --warmup 1 --patch 24 --batch 4 --matmul-n 512)
   TRAIN_BIG=(--batch 8)
   INFER=(--quick)
+  DATA=(--seconds 0.3 --repeats 1 --patch-sizes 24 --device-batch-sizes 16)
 fi
 
 # The GPU-resident data path, where this checkout has it.
@@ -83,6 +86,26 @@ run train "$PY" scripts/bench_train.py --device "$DEV" --precision bf16-mixed "$
   --floor --json "$OUT/train.json" || status=1
 run train_big "$PY" scripts/bench_train.py --device "$DEV" --precision bf16-mixed "${TRAIN[@]}" "${TRAIN_BIG[@]}" \
   "${STORE_ARGS[@]}" --json "$OUT/train_big.json" || status=1
+if [ ${#STORE_ARGS[@]} -gt 0 ]; then
+  # The device's crops must equal the CPU's (the tests check the CPU's against numpy).
+  "$PY" - "$OUT/store" "$DEV" <<'EOF' || status=1
+import sys
+
+import torch
+
+sys.path.insert(0, ".")
+from src.data.device_patches import CropPlans, DeviceCropper
+from src.data.store import open_store
+
+images = open_store(sys.argv[1], {"train": 48})["train"]
+plans = CropPlans(images.shapes, 48, patches_per_image=64, batch_size=64, seed=0)
+cpu, dev = DeviceCropper(images, 48, torch.device("cpu")), DeviceCropper(images, 48, torch.device(sys.argv[2]))
+same = all(torch.equal(cpu.crops(plans[k]), dev.crops(plans[k]._replace(where=plans[k].where.to(sys.argv[2]))).cpu()) for k in range(20))
+print(f"[bench_gpu] crops on {sys.argv[2]} equal the CPU's for 20 batches of 64: {same}")
+sys.exit(0 if same else 1)
+EOF
+  run data "$PY" scripts/bench_data.py --device "$DEV" --photos "$OUT/photos" --store "$OUT/store" "${DATA[@]}" || status=1
+fi
 run infer "$PY" scripts/bench_infer.py --device "$DEV" --precision bf16-mixed --channels-last "${INFER[@]}" \
   --json "$OUT/infer.json" || status=1
 
@@ -118,5 +141,8 @@ for r in table:
 print("bf16-mixed, channels_last; train: patches/s (b16 = batch 16 x 48 px, the project default; big = the GPU-sized batch),")
 print("ratio = srlab Trainer path / bare loop; floor = a bare LightningModule / bare loop (Lightning's own cost); GF/s and /ceil vs a bf16 matmul; infer: output MP/s, x2, bf16 autocast")
 EOF
+if [ -f "$OUT/data.log" ]; then
+  echo; echo "data path, patches/s (scripts/bench_data.py on the same store):"; grep -A20 '^path' "$OUT/data.log" || true
+fi
 echo "[bench_gpu] logs and JSON: $OUT"
 exit $status
