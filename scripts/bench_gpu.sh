@@ -94,12 +94,12 @@ import sys
 import torch
 
 sys.path.insert(0, ".")
-from src.data.device_patches import CropPlans, DeviceCropper
+from src.data.crops import BatchCropper, CropPlans
 from src.data.store import open_store
 
 images = open_store(sys.argv[1], {"train": 48})["train"]
 plans = CropPlans(images.shapes, 48, patches_per_image=64, batch_size=64, seed=0)
-cpu, dev = DeviceCropper(images, 48, torch.device("cpu")), DeviceCropper(images, 48, torch.device(sys.argv[2]))
+cpu, dev = BatchCropper(images, 48, torch.device("cpu")), BatchCropper(images, 48, torch.device(sys.argv[2]))
 same = all(torch.equal(cpu.crops(plans[k]), dev.crops(plans[k]._replace(where=plans[k].where.to(sys.argv[2]))).cpu()) for k in range(20))
 print(f"[bench_gpu] crops on {sys.argv[2]} equal the CPU's for 20 batches of 64: {same}")
 sys.exit(0 if same else 1)

@@ -143,7 +143,8 @@ class BareLoop:
         self.opt = hydra.utils.instantiate(cfg.optimizer)(params=self.net.parameters())
         # The same crops the DataModule would deliver, cut once and kept on the device.
         train = datamodule.images["train"]
-        ds = PatchBatches(train, int(cfg.data.patch_size), 10**6, int(cfg.data.batch_size), int(cfg.seed))
+        per_image = math.ceil(n_batches * int(cfg.data.batch_size) / len(train))  # one epoch holds the n batches
+        ds = PatchBatches(train, int(cfg.data.patch_size), per_image, int(cfg.data.batch_size), int(cfg.seed))
         self.batches = [ds[k].to(device) for k in range(n_batches)]
         self.k = 0
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
+from src.data.crops import FlatImages
 from src.data.datamodule import SRDataModule
 from src.data.images import ImageError, load_many, load_rgb
 from src.data.patches import EpochBatchSampler, EvalImages, PatchBatches
@@ -90,6 +91,23 @@ def test_patch_augmentation_uses_flips_and_rotations():
     ds = PatchBatches([img], patch_size=16, patches_per_image=64, batch_size=64, seed=0)
     variants = {tuple(p.flatten().tolist()) for p in ds[0]}
     assert len(variants) == 8
+    # Each is one of the 8 flips/rotations of the image (a 16 px patch of a 16 px image is the image).
+    d4 = {
+        tuple(np.ascontiguousarray(v).flatten().tolist())
+        for r in (img, img[::-1])
+        for c in (r, r[:, ::-1])
+        for v in (c, c.transpose(1, 0, 2))
+    }
+    assert variants == d4
+
+
+def test_flat_images_hold_the_images_unchanged():
+    images = [np.random.default_rng(i).integers(0, 256, (5 + i, 7 + 2 * i, 3), dtype=np.uint8) for i in range(3)]
+    flat = FlatImages(images)
+    assert len(flat) == 3 and flat.shapes.tolist() == [[5, 7], [6, 9], [7, 11]]
+    for a, b in zip(images, flat, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert flat.flat().size == sum(im.size for im in images) and len(FlatImages([])) == 0
 
 
 def test_epoch_sampler_follows_set_epoch():

@@ -7,8 +7,9 @@ import pytest
 import torch
 from conftest import read_summary, run_train, synthetic_photo
 
+from src.data.crops import TRANSFORM_ORDER, BatchCropper, CropPlan, CropPlans
 from src.data.datamodule import SRDataModule
-from src.data.device_patches import TRANSFORM_ORDER, CropPlan, CropPlans, DeviceCropper, DeviceStoreDataModule
+from src.data.device_patches import DeviceStoreDataModule
 from src.data.prepare import prepare
 from src.data.store import open_store
 
@@ -37,7 +38,7 @@ def reference_crop(img: np.ndarray, y: int, x: int, t: int, p: int) -> np.ndarra
 
 def test_crops_match_numpy_for_all_8_transforms(store):
     images = open_store(store, {"train": 32})["train"]
-    cropper = DeviceCropper(images, 32, torch.device("cpu"))
+    cropper = BatchCropper(images, 32, torch.device("cpu"))
     rng = np.random.default_rng(0)
     plan = []
     for t in range(8):

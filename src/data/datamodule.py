@@ -14,6 +14,7 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader
 
+from src.data.crops import FlatImages
 from src.data.images import load_many
 from src.data.patches import EpochBatchSampler, EvalImages, PatchBatches
 from src.data.sample import sample_splits
@@ -107,7 +108,9 @@ class SRDataModule(pl.LightningDataModule):
             if not images:
                 where = f" ({paths[0].parent})" if paths else ""
                 raise DataError(f"{split} split{where} has no readable image of at least {min_size} px")
-            self.images[split], self.names[split] = images, [p.stem for p in kept]
+            # The train split as one flat buffer, the layout the batched cropper reads (a store's already is).
+            self.images[split] = FlatImages(images) if split == "train" else images
+            self.names[split] = [p.stem for p in kept]
         log.info("images: %s", {k: len(v) for k, v in self.images.items()})
 
     def train_dataloader(self) -> DataLoader:

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
+
+from src.data.crops import BatchCropper, CropPlans, FlatImages
+from src.data.store import StoreImages
 
 
 class PatchBatches(Dataset):
     """Item ``k`` is a whole training batch ``(B, P, P, 3)`` uint8, a pure function of (seed, k).
 
-    Batches rather than samples: one item then costs B numpy slices and one stack, with no
-    per-sample collation, which keeps a 2-core loader far ahead of the net. Item ``k`` belongs to
-    epoch ``k // batches_per_epoch``; each epoch visits every image ``patches_per_image`` times in a
-    fresh random order, with random crops and one of the 8 flips/rotations per patch.
+    Batches rather than samples: one item is one ``BatchCropper.crops`` call (a row gather and two
+    batched flips, see ``src/data/crops.py``), with no per-sample collation or per-patch Python work.
+    Item ``k`` belongs to epoch ``k // batches_per_epoch``; each epoch visits every image
+    ``patches_per_image`` times in a fresh random order, with random crops and one of the 8
+    flips/rotations per patch (``CropPlans``).
 
     Under DDP (``shard=(rank, world_size)``) every rank draws the same global batch and keeps its
     ``rank::world_size`` slice: the averaged gradient then equals the single-process one, so a run's
@@ -22,56 +28,30 @@ class PatchBatches(Dataset):
 
     def __init__(
         self,
-        images: list[np.ndarray],
+        images: Sequence[np.ndarray] | FlatImages | StoreImages,
         patch_size: int,
         patches_per_image: int,
         batch_size: int,
         seed: int,
-        augment: bool = True,
         shard: tuple[int, int] = (0, 1),
     ) -> None:
-        self.images = images
+        self.images = images if isinstance(images, FlatImages | StoreImages) else FlatImages(images)
         self.patch_size = patch_size
-        self.patches_per_image = patches_per_image
-        self.batch_size = batch_size
-        self.seed = seed
-        self.augment = augment
-        self.shard = shard
-        self.batches_per_epoch = max(1, len(images) * patches_per_image // batch_size)
-        self._order_epoch, self._order = -1, np.empty(0, np.int64)
+        self.plans = CropPlans(self.images.shapes, patch_size, patches_per_image, batch_size, seed, shard)
+        self.batches_per_epoch = self.plans.batches_per_epoch
+        self._cropper: BatchCropper | None = None
 
     def __len__(self) -> int:
         return self.batches_per_epoch
 
-    def _epoch_order(self, epoch: int) -> np.ndarray:
-        # Which image each patch of the epoch comes from; cached, as every batch of the epoch needs it.
-        if self._order_epoch != epoch:
-            order = np.repeat(np.arange(len(self.images)), self.patches_per_image)
-            self._order = np.random.default_rng((self.seed, epoch)).permutation(order)
-            self._order_epoch = epoch
-        return self._order
-
     def __getitem__(self, k: int) -> torch.Tensor:
-        epoch, i = divmod(int(k), self.batches_per_epoch)
-        which = self._epoch_order(epoch)[i * self.batch_size : (i + 1) * self.batch_size]
-        rng = np.random.default_rng((self.seed, epoch, i))
-        p = self.patch_size
-        patches = []
-        for n, t in zip(which, rng.integers(0, 8, len(which)), strict=True):
-            img = self.images[n]
-            y = rng.integers(0, img.shape[0] - p + 1)
-            x = rng.integers(0, img.shape[1] - p + 1)
-            patch = img[y : y + p, x : x + p]
-            if self.augment:
-                if t & 1:
-                    patch = patch[::-1]
-                if t & 2:
-                    patch = patch[:, ::-1]
-                if t & 4:
-                    patch = patch.transpose(1, 0, 2)
-            patches.append(patch)
-        rank, world = self.shard
-        return torch.from_numpy(np.stack(patches[rank::world]))
+        if self._cropper is None:  # built where the crops are cut: a loader worker or the training process
+            self._cropper = BatchCropper(self.images, self.patch_size, torch.device("cpu"))
+        return self._cropper.crops(self.plans[k])
+
+    def __getstate__(self) -> dict:
+        # A spawned loader worker builds its own cropper (StoreImages pickles as its file, not its pages).
+        return {**self.__dict__, "_cropper": None}
 
 
 class EpochBatchSampler(Sampler[int]):
