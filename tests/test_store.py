@@ -51,6 +51,35 @@ def test_release_keeps_views_valid(store, monkeypatch):
     np.testing.assert_array_equal(view, first)  # re-read from the page cache after MADV_DONTNEED
 
 
+def test_release_goes_by_resident_pages(store, monkeypatch):
+    images = open_store(store, {})["train"]
+    dropped = []
+    monkeypatch.setattr(store_mod, "RELEASE_BYTES", 1000)  # smaller than the store: dropping is allowed
+    monkeypatch.setattr(store_mod, "CHECK_BYTES", 1)
+    images[0]  # maps the file
+
+    class Mapping:  # stands in for the mmap, to see the madvise calls (mmap's type cannot be patched)
+        def __len__(self) -> int:
+            return 10**6
+
+        def madvise(self, *args: int) -> None:
+            dropped.append(args)
+
+    images._mmap = Mapping()
+    monkeypatch.setattr(store_mod, "resident_file_bytes", lambda: 10)  # under the budget: keep the pages
+    images.account(10**9)
+    assert dropped == []
+    monkeypatch.setattr(store_mod, "resident_file_bytes", lambda: 10**9)  # over it: drop them
+    images.account(1)
+    assert dropped == [(store_mod.mmap.MADV_DONTNEED,)]
+    monkeypatch.setattr(store_mod, "resident_file_bytes", lambda: None)  # no /proc: the estimate decides
+    images.account(999)
+    assert len(dropped) == 1
+    images.account(2000)
+    assert len(dropped) == 2
+    assert store_mod.resident_file_bytes() is None or store_mod.resident_file_bytes() > 0
+
+
 def test_from_store_module(store):
     dm = SRDataModule.from_store(str(store), patch_size=64, **{k: v for k, v in KW.items() if k != "patch_size"})
     dm.setup("fit")
