@@ -50,6 +50,7 @@ class Result:
     bare: list[float] = field(default_factory=list)  # patches/s per repeat
     srlab: list[float] = field(default_factory=list)
     floor: list[float] = field(default_factory=list)  # --floor: a minimal LightningModule, no srlab code
+    static: list[float] = field(default_factory=list)  # --static-data: srlab's path fed the bare loop's batches
     macs_per_patch: int = 0
 
 
@@ -116,13 +117,20 @@ def build_srlab(cfg):
     return datamodule, model
 
 
-def run_srlab(cfg, datamodule, model, warmup: int, steps: int) -> float:
-    """One ``trainer.fit`` of ``warmup + steps`` steps with the config's callbacks and loggers; timed patches/s."""
+def run_srlab(cfg, datamodule, model, warmup: int, steps: int, batches: list[torch.Tensor] | None = None) -> float:
+    """One ``trainer.fit`` of ``warmup + steps`` steps with the config's callbacks and loggers; timed patches/s.
+
+    ``batches``: feed these (cycled) instead of the DataModule's crops: srlab's path less its data path.
+    """
     clock = StepClock(warmup, steps)
     callbacks = [hydra.utils.instantiate(c) for c in cfg.callbacks.values()] + [clock]
     loggers = [hydra.utils.instantiate(c) for c in cfg.logger.values()]
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    trainer.fit(model, datamodule=datamodule)
+    if batches is None:
+        trainer.fit(model, datamodule=datamodule)
+    else:
+        fed = [batches[k % len(batches)] for k in range(warmup + steps)]
+        trainer.fit(model, train_dataloaders=torch.utils.data.DataLoader(fed, batch_size=None))
     if clock.t1 <= clock.t0:
         raise RuntimeError(f"srlab run stopped after {clock.n} steps, before the timed span ended")
     return steps * cfg.data.batch_size / (clock.t1 - clock.t0)
@@ -242,12 +250,14 @@ def bench_model(args: argparse.Namespace, model: str, precision: str, ceilings: 
     print(f"\n{model} {precision}: {steps} timed steps x {args.repeats} repeats (+{args.warmup} warm-up each)", flush=True)
     for r in range(args.repeats):
         # Alternate the order so a slow spell on the shared CPU does not always hit the same side.
-        order = ["bare", "srlab"] + (["floor"] if args.floor else [])
+        order = ["bare", "srlab"] + (["floor"] if args.floor else []) + (["static"] if args.static_data else [])
         for side in order if r % 2 == 0 else order[::-1]:
             if side == "bare":
                 res.bare.append(bare.run(args.warmup, steps, args.batch))
             elif side == "floor":
                 res.floor.append(run_floor(bare, precision, device, args.warmup, steps, args.batch))
+            elif side == "static":
+                res.static.append(run_srlab(cfg, datamodule, module, args.warmup, steps, batches=bare.batches))
             else:
                 res.srlab.append(run_srlab(cfg, datamodule, module, args.warmup, steps))
         for name, dtype in (("32-true", torch.float32), ("bf16-mixed", torch.bfloat16)):
@@ -255,6 +265,7 @@ def bench_model(args: argparse.Namespace, model: str, precision: str, ceilings: 
         print(
             f"  repeat {r + 1}: bare {res.bare[-1]:8.1f}  srlab {res.srlab[-1]:8.1f} "
             + (f"floor {res.floor[-1]:8.1f} " if res.floor else "")
+            + (f"static {res.static[-1]:8.1f} " if res.static else "")
             + "patches/s  "
             f"ratio {res.srlab[-1] / res.bare[-1]:.3f}  matmul fp32 {ceilings['32-true'][-1]:.0f} "
             f"bf16 {ceilings['bf16-mixed'][-1]:.0f} GFLOP/s",
@@ -287,6 +298,11 @@ def main() -> None:
     ap.add_argument("--matmul-n", type=int, default=2048, help="side of the square matmul timed as the ceiling")
     ap.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides for the srlab side (diagnosis)")
     ap.add_argument("--floor", action="store_true", help="also time Lightning's floor: the bare step in a bare LightningModule")
+    ap.add_argument(
+        "--static-data",
+        action="store_true",
+        help="also time srlab's path fed the bare loop's in-memory batches: what its data path costs (diagnosis)",
+    )
     ap.add_argument("--json", help="also write the table rows to this JSON file (scripts/bench_gpu.sh merges them)")
     ap.add_argument("--quick", action="store_true", help="tiny run (2 steps, 1 repeat, patch 24, batch 4): checks it works")
     args = ap.parse_args()
@@ -336,12 +352,15 @@ def main() -> None:
             )
             if res.floor:
                 rows[-1]["floor/bare"] = f"{median([f / b for f, b in zip(res.floor, res.bare, strict=True)]):.3f}"
+            if res.static:
+                rows[-1]["static/bare"] = f"{median([f / b for f, b in zip(res.static, res.bare, strict=True)]):.3f}"
     cols = list(rows[0])
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     print("\n" + table(rows, cols))
     print(
-        "srlab/bare: median of per-repeat ratios (min..max over repeats); floor: FloorModule; ceiling: median torch.matmul "
+        "srlab/bare: median of per-repeat ratios (min..max over repeats); floor: FloorModule; static: srlab fed in-memory "
+        "batches; ceiling: median torch.matmul "
         f"{args.matmul_n}^3 timed between repeats; {'compiled' if args.compile else 'eager'}; {args.clock} clock"
     )
 
