@@ -128,9 +128,13 @@ def run_srlab(cfg, datamodule, model, warmup: int, steps: int, batches: list[tor
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     if batches is None:
         trainer.fit(model, datamodule=datamodule)
-    else:
+    else:  # the same DataModule (callbacks read its val images), its train loader swapped for this run
         fed = [batches[k % len(batches)] for k in range(warmup + steps)]
-        trainer.fit(model, train_dataloaders=torch.utils.data.DataLoader(fed, batch_size=None))
+        datamodule.train_dataloader = lambda: torch.utils.data.DataLoader(fed, batch_size=None)
+        try:
+            trainer.fit(model, datamodule=datamodule)
+        finally:
+            del datamodule.train_dataloader  # back to the class's method
     if clock.t1 <= clock.t0:
         raise RuntimeError(f"srlab run stopped after {clock.n} steps, before the timed span ended")
     return steps * cfg.data.batch_size / (clock.t1 - clock.t0)
