@@ -74,8 +74,8 @@ class CropPlans(Dataset):
     Each epoch visits every image ``patches_per_image`` times in a fresh order; ``transform`` picks one
     of the 8 flips/rotations (bit 0: rows, 1: columns, 2: transpose). A pure function of (seed, k). The
     whole epoch is drawn at once, when its first item is asked for: per batch that leaves a slice,
-    where drawing each batch on its own cost ~50 us of numpy calls, a sixth of a 16-patch step of the
-    on-device path on CPU. Under DDP (``shard=(rank, world_size)``) every rank plans the same global
+    where drawing each batch on its own cost ~50 us of numpy calls, a tenth of what a 16-patch batch
+    of the on-device path then cost on CPU. Under DDP (``shard=(rank, world_size)``) every rank plans the same global
     batch and keeps its ``rank::world_size`` slice: the averaged gradient then equals the
     single-process one.
     """
