@@ -1,4 +1,5 @@
 import logging
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -101,6 +102,35 @@ def test_patch_augmentation_uses_flips_and_rotations():
     assert variants == d4
 
 
+def _odd_images(n: int = 5) -> list[np.ndarray]:
+    rng = np.random.default_rng(7)
+    return [rng.integers(0, 256, (int(rng.integers(20, 60)), int(rng.integers(20, 60)), 3), dtype=np.uint8) for _ in range(n)]
+
+
+def test_batches_cut_ahead_equal_batches_cut_one_at_a_time():
+    images = _odd_images()
+    one = PatchBatches(images, 16, patches_per_image=12, batch_size=8, seed=2)
+    ahead = PatchBatches(images, 16, patches_per_image=12, batch_size=8, seed=2, cut_bytes=3 * 8 * 16 * 16 * 3)
+    assert one.batches_per_cut == 1 and ahead.batches_per_cut == 3 and len(one) == 7
+    ks = list(range(2 * len(one))) + [9, 3, 4]  # across the epoch's end (7 % 3 != 0), then a jump back (a resume)
+    for k in ks:
+        assert torch.equal(ahead[k], one[k]), k
+
+
+def test_cut_ahead_in_loader_workers_matches_the_training_process():
+    images = _odd_images()
+    ds = PatchBatches(images, 16, patches_per_image=12, batch_size=8, seed=2, cut_bytes=1 << 20)
+    ref = [ds[k].clone() for k in range(len(ds))]
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2)
+    assert all(torch.equal(a, b) for a, b in zip(loader, ref, strict=True))
+
+
+def test_a_loader_worker_cuts_ahead_only_the_items_it_will_be_asked_for(monkeypatch):
+    ds = PatchBatches(_odd_images(), 16, patches_per_image=12, batch_size=8, seed=2, cut_bytes=1 << 20)
+    monkeypatch.setattr("src.data.patches.get_worker_info", lambda: SimpleNamespace(num_workers=2))
+    assert sorted(ds._cut_ahead(1)) == [1, 3, 5]  # worker 1 of 2, to the epoch's end (7 batches)
+
+
 def test_flat_images_hold_the_images_unchanged():
     images = [np.random.default_rng(i).integers(0, 256, (5 + i, 7 + 2 * i, 3), dtype=np.uint8) for i in range(3)]
     flat = FlatImages(images)
@@ -131,7 +161,7 @@ def test_sample_photos_ship_with_installed_packages():
 
 
 def test_datamodule_end_to_end(photo_dir):
-    dm = SRDataModule(split_folder(str(photo_dir), 0.2, 0.2), 2, 32, 4, 8, None, 0, seed=0)
+    dm = SRDataModule(split_folder(str(photo_dir), 0.2, 0.2), 2, 32, 4, 8, None, 0, cut_mb=1, seed=0)
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch.shape == (8, 32, 32, 3) and batch.dtype == torch.uint8
@@ -140,7 +170,7 @@ def test_datamodule_end_to_end(photo_dir):
 
 def test_restored_position_continues_the_epoch_once(photo_dir):
     dm = SRDataModule.from_folder(str(photo_dir), 0.2, 0.2, scale=2, patch_size=32, patches_per_image=4, batch_size=8,
-                                  eval_crop=None, num_workers=0, seed=0)  # fmt: skip
+                                  eval_crop=None, num_workers=0, cut_mb=1, seed=0)  # fmt: skip
     dm.load_state_dict({"epoch": 1, "batches_done": 3})
     assert list(dm.train_sampler(5)) == [8, 9]  # epoch 1, batches 3 and 4
     assert list(dm.train_sampler(5)) == [0, 1, 2, 3, 4]  # applied once only

@@ -73,7 +73,16 @@ def test_plans_are_deterministic_cover_the_epoch_and_shard():
 
 
 def test_module_turns_plans_into_uint8_batches(store):
-    kw = {"scale": 2, "patch_size": 48, "patches_per_image": 4, "batch_size": 5, "eval_crop": None, "num_workers": 0, "seed": 3}
+    kw = {
+        "scale": 2,
+        "patch_size": 48,
+        "patches_per_image": 4,
+        "batch_size": 5,
+        "eval_crop": None,
+        "num_workers": 0,
+        "cut_mb": 1,
+        "seed": 3,
+    }
     dm = SRDataModule.from_store(str(store), on_device=True, **kw)
     assert isinstance(dm, DeviceStoreDataModule)
     dm.setup("fit")

@@ -15,7 +15,16 @@ from src.data.prepare import prepare
 from src.data.store import open_store
 from src.errors import DataError
 
-KW = {"scale": 2, "patch_size": 48, "patches_per_image": 8, "batch_size": 4, "eval_crop": None, "num_workers": 0, "seed": 0}
+KW = {
+    "scale": 2,
+    "patch_size": 48,
+    "patches_per_image": 8,
+    "batch_size": 4,
+    "eval_crop": None,
+    "num_workers": 0,
+    "cut_mb": 1,
+    "seed": 0,
+}
 
 
 @pytest.fixture

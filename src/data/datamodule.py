@@ -36,6 +36,7 @@ class SRDataModule(pl.LightningDataModule):
         batch_size: training patches per batch.
         eval_crop: centre-crop val/test images to this side (``None``: whole images).
         num_workers: loader processes for training batches (0: in the training process).
+        cut_mb: training batches are cut ahead in runs of this many MB (see ``PatchBatches``).
         seed: base of every random crop, so runs with the same seed see the same patches.
     """
 
@@ -48,6 +49,7 @@ class SRDataModule(pl.LightningDataModule):
         batch_size: int,
         eval_crop: int | None,
         num_workers: int,
+        cut_mb: float,
         seed: int,
     ) -> None:
         super().__init__()
@@ -58,6 +60,7 @@ class SRDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.eval_crop = eval_crop
         self.num_workers = num_workers
+        self.cut_mb = cut_mb
         self.seed = seed
         self.images: dict[str, list] = {}
         self._resume_at: tuple[int, int] | None = None
@@ -118,7 +121,13 @@ class SRDataModule(pl.LightningDataModule):
         if self.batch_size % world:
             raise ConfigError(f"data.batch_size={self.batch_size}: must be divisible by the {world} DDP processes")
         ds = PatchBatches(
-            self.images["train"], self.patch_size, self.patches_per_image, self.batch_size, self.seed, shard=(rank, world)
+            self.images["train"],
+            self.patch_size,
+            self.patches_per_image,
+            self.batch_size,
+            self.seed,
+            shard=(rank, world),
+            cut_bytes=int(self.cut_mb * 2**20),
         )
         return DataLoader(
             ds,

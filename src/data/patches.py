@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, Sampler, get_worker_info
 
 from src.data.crops import BatchCropper, CropPlans, FlatImages
 from src.data.store import StoreImages
@@ -24,6 +24,10 @@ class PatchBatches(Dataset):
     Under DDP (``shard=(rank, world_size)``) every rank draws the same global batch and keeps its
     ``rank::world_size`` slice: the averaged gradient then equals the single-process one, so a run's
     result does not depend on the number of processes.
+
+    ``cut_bytes``: batches are cut ahead, as many at a time as fit in this many bytes (at least one,
+    never past the epoch's end), with ``BatchCropper.crops_many``; items are views of that cut. The
+    values do not depend on it.
     """
 
     def __init__(
@@ -34,24 +38,39 @@ class PatchBatches(Dataset):
         batch_size: int,
         seed: int,
         shard: tuple[int, int] = (0, 1),
+        cut_bytes: int = 0,
     ) -> None:
         self.images = images if isinstance(images, FlatImages | StoreImages) else FlatImages(images)
         self.patch_size = patch_size
         self.plans = CropPlans(self.images.shapes, patch_size, patches_per_image, batch_size, seed, shard)
         self.batches_per_epoch = self.plans.batches_per_epoch
+        batch_bytes = batch_size // shard[1] * patch_size**2 * 3
+        self.batches_per_cut = max(1, cut_bytes // batch_bytes)
         self._cropper: BatchCropper | None = None
+        self._cut: dict[int, torch.Tensor] = {}  # batches cut ahead, not yet handed out
 
     def __len__(self) -> int:
         return self.batches_per_epoch
 
     def __getitem__(self, k: int) -> torch.Tensor:
+        if k not in self._cut:
+            self._cut = self._cut_ahead(k)
+        return self._cut.pop(k)
+
+    def _cut_ahead(self, k: int) -> dict[int, torch.Tensor]:
         if self._cropper is None:  # built where the crops are cut: a loader worker or the training process
             self._cropper = BatchCropper(self.images, self.patch_size, torch.device("cpu"))
-        return self._cropper.crops(self.plans[k])
+        worker = get_worker_info()
+        every = worker.num_workers if worker else 1  # a loader worker is asked for every num_workers-th item
+        epoch_end = (k // self.batches_per_epoch + 1) * self.batches_per_epoch  # CropPlans holds one epoch
+        ks = range(k, min(epoch_end, k + every * self.batches_per_cut), every)
+        if len(ks) == 1:
+            return {k: self._cropper.crops(self.plans[k])}
+        return dict(zip(ks, self._cropper.crops_many([self.plans[j] for j in ks]).unbind(0), strict=True))
 
     def __getstate__(self) -> dict:
         # A spawned loader worker builds its own cropper (StoreImages pickles as its file, not its pages).
-        return {**self.__dict__, "_cropper": None}
+        return {**self.__dict__, "_cropper": None, "_cut": {}}
 
 
 class EpochBatchSampler(Sampler[int]):
