@@ -20,6 +20,7 @@ GFLOP/s = 6 x exact conv MACs per patch x patches/s (forward 1x, backward 2x, 2 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import math
@@ -51,19 +52,39 @@ class Result:
     srlab: list[float] = field(default_factory=list)
     floor: list[float] = field(default_factory=list)  # --floor: a minimal LightningModule, no srlab code
     static: list[float] = field(default_factory=list)  # --static-data: srlab's path fed the bare loop's batches
+    phases: dict[str, list[dict[str, float]]] = field(default_factory=dict)  # --phases: side -> per-repeat medians
     macs_per_patch: int = 0
 
 
 class StepClock(pl.Callback):
     """Clock from the end of step ``warmup`` to the end of step ``warmup + steps``: data loading, hooks,
-    logging and progress bar of those steps included; one device sync at each end only."""
+    logging and progress bar of those steps included; one device sync at each end only.
 
-    def __init__(self, warmup: int, steps: int) -> None:
+    ``phases=True`` (CPU only: no syncs are added) also stamps each timed step's hooks, for ``--phases``;
+    as the last callback its stamps come after every other callback's hook of the same name.
+    """
+
+    def __init__(self, warmup: int, steps: int, phases: bool = False) -> None:
         self.warmup, self.steps = warmup, steps
         self.n = 0
         self.t0 = self.t1 = 0.0
+        self.stamps: list[tuple[str, float]] | None = [] if phases else None
+
+    def _stamp(self, hook: str) -> None:
+        if self.stamps is not None and self.warmup <= self.n <= self.warmup + self.steps:
+            self.stamps.append((hook, CLOCK()))
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+        self._stamp("start")
+
+    def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss) -> None:
+        self._stamp("backward")
+
+    def on_after_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._stamp("optimizer")
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:
+        self._stamp("end")
         self.n += 1
         if self.n in (self.warmup, self.warmup + self.steps):
             sync(pl_module.device)
@@ -71,6 +92,18 @@ class StepClock(pl.Callback):
                 self.t0 = CLOCK()
             else:
                 self.t1 = CLOCK()
+
+    def phase_medians(self) -> dict[str, float]:
+        """Median us per step of each phase, named by where it ends: ``start`` is end of the previous step ->
+        start of this one (Lightning's bookkeeping, the next batch, batch-start hooks), ``backward`` the
+        forward (training_step), ``optimizer`` the backward, ``end`` the optimizer step and batch-end hooks."""
+        spans: dict[str, list[float]] = {name: [] for name in PHASES}
+        for (_, t0), (name, t1) in itertools.pairwise(self.stamps or []):
+            spans[name].append((t1 - t0) * 1e6)
+        return {name: median(v) for name, v in spans.items()}
+
+
+PHASES = {"start": "next batch", "backward": "forward", "optimizer": "backward", "end": "optimizer"}
 
 
 def overrides_for(args: argparse.Namespace, model: str, precision: str, steps_total: int, out_dir: str) -> list[str]:
@@ -117,12 +150,15 @@ def build_srlab(cfg):
     return datamodule, model
 
 
-def run_srlab(cfg, datamodule, model, warmup: int, steps: int, batches: list[torch.Tensor] | None = None) -> float:
+def run_srlab(
+    cfg, datamodule, model, warmup: int, steps: int, batches: list[torch.Tensor] | None = None, phases: list | None = None
+) -> float:
     """One ``trainer.fit`` of ``warmup + steps`` steps with the config's callbacks and loggers; timed patches/s.
 
     ``batches``: feed these (cycled) instead of the DataModule's crops: srlab's path less its data path.
+    ``phases``: append this run's per-phase medians (``StepClock.phase_medians``) to it.
     """
-    clock = StepClock(warmup, steps)
+    clock = StepClock(warmup, steps, phases=phases is not None)
     callbacks = [hydra.utils.instantiate(c) for c in cfg.callbacks.values()] + [clock]
     loggers = [hydra.utils.instantiate(c) for c in cfg.logger.values()]
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -137,6 +173,8 @@ def run_srlab(cfg, datamodule, model, warmup: int, steps: int, batches: list[tor
             del datamodule.train_dataloader  # back to the class's method
     if clock.t1 <= clock.t0:
         raise RuntimeError(f"srlab run stopped after {clock.n} steps, before the timed span ended")
+    if phases is not None:
+        phases.append(clock.phase_medians())
     return steps * cfg.data.batch_size / (clock.t1 - clock.t0)
 
 
@@ -212,14 +250,18 @@ class FloorModule(pl.LightningModule):
         return self.bare.opt
 
 
-def run_floor(bare: BareLoop, precision: str, device: torch.device, warmup: int, steps: int, batch: int) -> float:
-    clock = StepClock(warmup, steps)
+def run_floor(
+    bare: BareLoop, precision: str, device: torch.device, warmup: int, steps: int, batch: int, phases: list | None = None
+) -> float:
+    clock = StepClock(warmup, steps, phases=phases is not None)
     trainer = pl.Trainer(
         accelerator=device.type, devices=1, precision=precision, max_steps=warmup + steps, logger=False, callbacks=[clock],
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
     )  # fmt: skip
     batches = [bare.batches[k % len(bare.batches)] for k in range(warmup + steps)]
     trainer.fit(FloorModule(bare), train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
+    if phases is not None:
+        phases.append(clock.phase_medians())
     return steps * batch / (clock.t1 - clock.t0)
 
 
@@ -252,6 +294,9 @@ def bench_model(args: argparse.Namespace, model: str, precision: str, ceilings: 
     cover_steps(datamodule, total)
     res = Result(macs_per_patch=conv_macs(bare.net, bare.net.in_channels, args.patch, args.patch))
     print(f"\n{model} {precision}: {steps} timed steps x {args.repeats} repeats (+{args.warmup} warm-up each)", flush=True)
+    def ph(side: str) -> list | None:
+        return res.phases.setdefault(side, []) if args.phases else None
+
     for r in range(args.repeats):
         # Alternate the order so a slow spell on the shared CPU does not always hit the same side.
         order = ["bare", "srlab"] + (["floor"] if args.floor else []) + (["static"] if args.static_data else [])
@@ -259,11 +304,11 @@ def bench_model(args: argparse.Namespace, model: str, precision: str, ceilings: 
             if side == "bare":
                 res.bare.append(bare.run(args.warmup, steps, args.batch))
             elif side == "floor":
-                res.floor.append(run_floor(bare, precision, device, args.warmup, steps, args.batch))
+                res.floor.append(run_floor(bare, precision, device, args.warmup, steps, args.batch, phases=ph("floor")))
             elif side == "static":
-                res.static.append(run_srlab(cfg, datamodule, module, args.warmup, steps, batches=bare.batches))
+                res.static.append(run_srlab(cfg, datamodule, module, args.warmup, steps, bare.batches, phases=ph("static")))
             else:
-                res.srlab.append(run_srlab(cfg, datamodule, module, args.warmup, steps))
+                res.srlab.append(run_srlab(cfg, datamodule, module, args.warmup, steps, phases=ph("srlab")))
         for name, dtype in (("32-true", torch.float32), ("bf16-mixed", torch.bfloat16)):
             ceilings[name].append(matmul_gflops(device, dtype, n=args.matmul_n, clock=CLOCK))
         print(
@@ -307,6 +352,11 @@ def main() -> None:
         action="store_true",
         help="also time srlab's path fed the bare loop's in-memory batches: what its data path costs (diagnosis)",
     )
+    ap.add_argument(
+        "--phases",
+        action="store_true",
+        help="also print median us per step of each phase (next batch, forward, backward, optimizer) per side, CPU only",
+    )
     ap.add_argument("--json", help="also write the table rows to this JSON file (scripts/bench_gpu.sh merges them)")
     ap.add_argument("--quick", action="store_true", help="tiny run (2 steps, 1 repeat, patch 24, batch 4): checks it works")
     args = ap.parse_args()
@@ -314,6 +364,8 @@ def main() -> None:
         args.steps, args.repeats, args.warmup, args.patch, args.batch, args.matmul_n = 2, 1, 1, 24, 4, 512
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.phases and args.device != "cpu":
+        ap.error("--phases stamps hooks without device syncs: CPU only")
     if args.clock == "cpu":
         if torch.get_num_threads() != 1 or args.device != "cpu":
             ap.error("--clock cpu needs --threads 1 on CPU (more threads spin while waiting, and count)")
@@ -331,6 +383,7 @@ def main() -> None:
     )
 
     rows: list[dict[str, object]] = []
+    phase_rows: list[dict[str, object]] = []
     for precision in args.precision:
         for model in args.models:
             ceilings: dict[str, list[float]] = {"32-true": [], "bf16-mixed": []}
@@ -356,6 +409,13 @@ def main() -> None:
             )
             if res.floor:
                 rows[-1]["floor/bare"] = f"{median([f / b for f, b in zip(res.floor, res.bare, strict=True)]):.3f}"
+            if res.phases:
+                phase_rows += [
+                    {"model": model, "precision": precision, "side": side}
+                    | {label: f"{median([m[name] for m in per_repeat]):.0f}" for name, label in PHASES.items()}
+                    | {"sum": f"{median([sum(m.values()) for m in per_repeat]):.0f}"}
+                    for side, per_repeat in res.phases.items()
+                ]
             if res.static:
                 rows[-1]["static/bare"] = f"{median([f / b for f, b in zip(res.static, res.bare, strict=True)]):.3f}"
     cols = list(rows[0])
@@ -367,6 +427,13 @@ def main() -> None:
         "batches; ceiling: median torch.matmul "
         f"{args.matmul_n}^3 timed between repeats; {'compiled' if args.compile else 'eager'}; {args.clock} clock"
     )
+    if phase_rows:
+        print("\n" + table(phase_rows, list(phase_rows[0])))
+        print(
+            "us per step, median over timed steps, then over repeats; next batch: end of a step -> start of the next "
+            "(Lightning's bookkeeping, loading the batch, batch-start hooks); optimizer: the step, zero_grad, LR "
+            "schedule and batch-end hooks; sum: of the medians (periodic work such as checkpoint writes is in p/s only)"
+        )
 
 
 if __name__ == "__main__":
