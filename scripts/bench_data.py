@@ -115,7 +115,7 @@ def bench(args: argparse.Namespace, tmp: Path) -> None:
     defaults = yaml.safe_load((ROOT / "conf/data/_patches.yaml").read_text()) | {"seed": 0}
     paths = list_images(photos)
     print(f"photos {photos} ({len(paths)}), store {store}, device {device}, torch threads {torch.get_num_threads()}")
-    loader = f"batch_size {defaults['batch_size']}, num_workers {defaults['num_workers']}"
+    loader = f"batch_size {defaults['batch_size']}, num_workers {defaults['num_workers']}, cut_mb {defaults['cut_mb']}"
     print(f"defaults: {loader}; median of {args.repeats} x {args.seconds:g} s")
     print(f"{'path':<32}" + "".join(f"{f'{p}x{p} patches/s':>20}" for p in args.patch_sizes))
     rows = {

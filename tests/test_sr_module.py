@@ -37,7 +37,7 @@ def test_test_metrics_follow_the_protocol_under_any_precision(tmp_path, precisio
     img = np.array(synthetic_photo((64, 48), seed=3))
     path = tmp_path / "a.png"
     synthetic_photo((64, 48), seed=3).save(path)
-    dm = SRDataModule({"train": [path], "val": [path], "test": [path]}, 2, 32, 1, 1, None, 0, 0)
+    dm = SRDataModule({"train": [path], "val": [path], "test": [path]}, 2, 32, 1, 1, None, 0, cut_mb=1, seed=0)
     trainer = pl.Trainer(accelerator="cpu", precision=precision, logger=False, enable_progress_bar=False)
     trainer.test(make_module(), datamodule=dm, verbose=False)
     got = trainer.callback_metrics
