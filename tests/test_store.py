@@ -10,7 +10,9 @@ import torch
 from conftest import read_summary, run_train, synthetic_photo
 
 from src.data import store as store_mod
+from src.data.crops import mapped_per_crop
 from src.data.datamodule import SRDataModule
+from src.data.patches import PatchBatches
 from src.data.prepare import prepare
 from src.data.store import open_store
 from src.errors import DataError
@@ -87,6 +89,17 @@ def test_release_goes_by_resident_pages(store, monkeypatch):
     images.account(2000)
     assert len(dropped) == 2
     assert store_mod.resident_file_bytes() is None or store_mod.resident_file_bytes() > 0
+
+
+def test_cuts_from_a_store_stay_within_the_mapping_budget(store, monkeypatch):
+    images = open_store(store, {"train": 32})["train"]
+    per_batch = 4 * mapped_per_crop(images, 32)  # estimated mapping of one 4-patch batch
+    monkeypatch.setattr(store_mod, "CUT_MAP_BYTES", 3 * per_batch)
+    from_store = PatchBatches(images, 32, patches_per_image=16, batch_size=4, seed=0, cut_bytes=1 << 30)
+    in_memory = PatchBatches([images[i] for i in range(len(images))], 32, 16, 4, seed=0, cut_bytes=1 << 30)
+    assert from_store.batches_per_cut == 3 and in_memory.batches_per_cut > 3
+    assert len(from_store._cut_ahead(0)) == 3
+    assert all(torch.equal(from_store[k], in_memory[k]) for k in range(8))
 
 
 def test_from_store_module(store):

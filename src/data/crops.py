@@ -129,6 +129,11 @@ class CropPlans(Dataset):
         return CropPlan(torch.from_numpy(self._where[i]).long(), self._counts[i])
 
 
+def mapped_per_crop(images: FlatImages | StoreImages, patch_size: int) -> int:
+    """Estimated bytes of mapping one crop touches on CPU (its rows' span plus fault-around), for ``StoreImages.account``."""
+    return int(images.shapes[:, 1].mean()) * 3 * patch_size + FAULT_AROUND_BYTES if len(images) else 0
+
+
 class BatchCropper:
     """A split's images as one flat buffer on one device, and batched crops from it.
 
@@ -158,8 +163,7 @@ class BatchCropper:
         self.width = torch.as_tensor(images.shapes[:, 1], device=device)
         self.steps = torch.arange(p, device=device)
         self.group = torch.as_tensor(_GROUP, device=device)
-        # Bytes of mapping one crop touches on CPU (its rows' span plus fault-around), for StoreImages.account.
-        self.row_bytes = int(images.shapes[:, 1].mean()) * 3 * p + FAULT_AROUND_BYTES if len(images) else 0
+        self.row_bytes = mapped_per_crop(images, p)
 
     def crops(self, plan: CropPlan) -> torch.Tensor:
         """A plan with ``where`` on the device -> ``(B, P, P, 3)`` uint8 patches, flipped/rotated as planned.

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler, get_worker_info
 
-from src.data.crops import BatchCropper, CropPlans, FlatImages
+from src.data import store
+from src.data.crops import BatchCropper, CropPlans, FlatImages, mapped_per_crop
 from src.data.store import StoreImages
 
 
@@ -26,7 +27,8 @@ class PatchBatches(Dataset):
     result does not depend on the number of processes.
 
     ``cut_bytes``: batches are cut ahead, as many at a time as fit in this many bytes (at least one,
-    never past the epoch's end), with ``BatchCropper.crops_many``; items are views of that cut. The
+    never past the epoch's end; from a store, no more than ``CUT_MAP_BYTES`` of estimated mapping, so
+    its page release keeps pace), with ``BatchCropper.crops_many``; items are views of that cut. The
     values do not depend on it.
     """
 
@@ -44,8 +46,11 @@ class PatchBatches(Dataset):
         self.patch_size = patch_size
         self.plans = CropPlans(self.images.shapes, patch_size, patches_per_image, batch_size, seed, shard)
         self.batches_per_epoch = self.plans.batches_per_epoch
-        batch_bytes = batch_size // shard[1] * patch_size**2 * 3
-        self.batches_per_cut = max(1, cut_bytes // batch_bytes)
+        per_rank = batch_size // shard[1]
+        self.batches_per_cut = max(1, cut_bytes // (per_rank * patch_size**2 * 3))
+        if isinstance(self.images, StoreImages):  # a cut maps its crops' file pages before the next release check
+            mapped_per_batch = per_rank * mapped_per_crop(self.images, patch_size)
+            self.batches_per_cut = max(1, min(self.batches_per_cut, store.CUT_MAP_BYTES // mapped_per_batch))
         self._cropper: BatchCropper | None = None
         self._cut: dict[int, torch.Tensor] = {}  # batches cut ahead, not yet handed out
 

@@ -43,6 +43,9 @@ FAULT_AROUND_BYTES = 128 << 10
 # measured 700+ KB mapped per 48 px crop on a freshly written store, large page-cache folios, so an
 # estimate alone let RSS reach ~2x its budget.)
 CHECK_BYTES = 32 << 20
+# The most one cut (several batches in one BatchCropper call, see PatchBatches) may map, by the estimate
+# above: a call maps all its pages before it can account for them.
+CUT_MAP_BYTES = RELEASE_BYTES // 4
 
 
 def split_path(root: str | os.PathLike, split: str) -> Path:
