@@ -197,8 +197,8 @@ class BatchCropper:
 
         One ``crops`` over all their patches, grouped by transform across the batches, then one gather
         back to batch order. Why: between training steps the caches are cold, and there one batch's ~15
-        small ops cost ~370 us on CPU (~160 us in a hot loop); in a cut of 151 batches each costs ~107 us
-        (docs/performance.md, "Session 4").
+        small ops cost ~370 us on CPU (~160 us in a hot loop); in a cut of 151 batches each costs ~107 us in
+        a hot loop, ~165 us inside a run (docs/performance.md, "Session 4").
         """
         where = torch.cat([plan.where for plan in plans])
         order = torch.sort(self.group[where[:, 3]], stable=True).indices  # stable: each batch keeps its own order

@@ -16,8 +16,8 @@ from src.data.store import StoreImages
 class PatchBatches(Dataset):
     """Item ``k`` is a whole training batch ``(B, P, P, 3)`` uint8, a pure function of (seed, k).
 
-    Batches rather than samples: one item is one ``BatchCropper.crops`` call (a row gather and two
-    batched flips, see ``src/data/crops.py``), with no per-sample collation or per-patch Python work.
+    Batches rather than samples: items are cut by ``BatchCropper`` (a row gather and two batched
+    flips, see ``src/data/crops.py``), with no per-sample collation or per-patch Python work.
     Item ``k`` belongs to epoch ``k // batches_per_epoch``; each epoch visits every image
     ``patches_per_image`` times in a fresh random order, with random crops and one of the 8
     flips/rotations per patch (``CropPlans``).
@@ -69,7 +69,7 @@ class PatchBatches(Dataset):
         every = worker.num_workers if worker else 1  # a loader worker is asked for every num_workers-th item
         epoch_end = (k // self.batches_per_epoch + 1) * self.batches_per_epoch  # CropPlans holds one epoch
         ks = range(k, min(epoch_end, k + every * self.batches_per_cut), every)
-        if len(ks) == 1:
+        if len(ks) == 1:  # crops_many would add a sort and a copy back for nothing
             return {k: self._cropper.crops(self.plans[k])}
         return dict(zip(ks, self._cropper.crops_many([self.plans[j] for j in ks]).unbind(0), strict=True))
 
