@@ -3,14 +3,22 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # Pinned first: on our machines this is a local CPU build; an unpinned torch pulls a multi-GB CUDA build.
+# Another build: `make install TORCH=torch TORCH_INDEX=https://download.pytorch.org/whl/cu128`.
 TORCH ?= torch==2.13.0
-export WANDB_SILENT ?= true
+TORCH_INDEX ?=
+PIP_TORCH_INDEX = $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 
-# `make sweep GPUS=4`: one job per GPU in parallel (submitit local launcher); default: jobs in turn.
+# `make sweep`: the jobs run one after another in one process (on the trainer's device: the first GPU,
+# else the CPU). `make sweep GPUS=4`: in parallel, one GPU each, scheduled by Ray (GPUS=all: every GPU
+# Ray detects); jobs beyond the free GPUs wait. Each job gets its share of this machine's cores.
 GPUS ?=
-SWEEP_LAUNCHER = $(if $(GPUS),hydra/launcher=local_gpus hydra.launcher.gpus_per_node=1,)
+NPROC := $(shell nproc 2>/dev/null || echo 1)
+CPUS_PER_JOB = $(if $(filter all,$(GPUS)),1,$(shell echo $$(( $(NPROC) / $(GPUS) > 0 ? $(NPROC) / $(GPUS) : 1 ))))
+SWEEP_LAUNCHER = $(if $(GPUS),hydra/launcher=ray_gpus hydra.launcher.ray.remote.num_cpus=$(CPUS_PER_JOB) \
+	$(if $(filter all,$(GPUS)),,hydra.launcher.ray.init.num_gpus=$(GPUS)),)
+SWEEP ?=
 
-.PHONY: help install train test lint clean sweep report
+.PHONY: help install train test lint clean sweep report compare
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -18,26 +26,35 @@ help:  ## list the targets
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q "$(TORCH)" $(PIP_TORCH_INDEX)
+	$(PY) -m pip install -q -e .
 	touch $@
 
-install: $(VENV)/.installed  ## create .venv and install srlab with its dev tools
+# Extras (pyproject.toml): sweep (Slurm, Optuna), ray (multi-GPU sweeps), export (ONNX), dev (tests).
+$(VENV)/.installed-%: $(VENV)/.installed
+	$(PY) -m pip install -q -e ".[$*]"
+	touch $@
+
+install: $(VENV)/.installed  ## create .venv and install srlab (core: enough to train, evaluate and upscale)
 
 train: install  ## train the default model on the embedded sample photos, test it, print the results
 	$(PY) -m src.train $(ARGS)
 
-sweep: install  ## the paper's experiment: train all four models, then write and print the report
+sweep: install $(if $(GPUS),$(VENV)/.installed-ray,)  ## the paper's experiment: all four models (GPUS=N: N at once), then the report
 	$(PY) -m src.train -m experiment=compare_models $(SWEEP_LAUNCHER) $(ARGS)
 	$(PY) -m src.report
+	@echo "compare the runs: make compare   (W&B's terminal dashboard on the latest sweep)"
 
 report: install  ## (re)write the report of the latest sweep (or SWEEP=<dir>)
 	$(PY) -m src.report $(SWEEP)
 
-test: install  ## run the test suite
+compare: install  ## open W&B's terminal dashboard (wandb leet) on the latest sweep (or SWEEP=<dir>)
+	$(VENV)/bin/wandb leet $$($(PY) -m src.report --wandb-dir $(SWEEP))
+
+test: $(VENV)/.installed-dev $(VENV)/.installed-sweep $(VENV)/.installed-export $(VENV)/.installed-ray  ## run the test suite
 	$(PY) -m pytest $(ARGS)
 
-lint: install  ## ruff
+lint: $(VENV)/.installed-dev  ## ruff
 	$(VENV)/bin/ruff check src scripts tests
 
 clean:  ## remove the venv, caches and all outputs

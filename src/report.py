@@ -5,7 +5,10 @@
     make report
 
 Writes table.md, table.csv, loss_<model>.png, loss_all.png, snapshots.png and pareto.png into the
-sweep dir. Reads only what each run wrote (summary.json, metrics.csv, snapshots/): no W&B, no network.
+sweep dir, from what each run wrote (summary.json, metrics.csv, snapshots/). A job whose training
+overlapped another job's on the same device is marked: its time measured contention, not the model.
+The table and the plots also go to W&B, as a ``job_type=report`` run in the sweep's wandb dir (offline
+unless the sweep's runs logged online; ``--no-wandb`` skips it).
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import json
 import math
 import sys
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import matplotlib.ticker  # noqa: E402
@@ -31,7 +36,7 @@ COLUMNS = [
     ("model", "model"), ("status", "status"), ("train_loss", "final train loss"), ("val_loss", "final val loss"),
     ("test_loss", "best test loss"), ("fit_seconds", "training time (s)"), ("params", "params"),
     ("macs_per_pixel", "MACs/px"), ("patches_per_second", "patches/s"), ("psnr_y", "PSNR-Y"), ("ssim_y", "SSIM-Y"),
-    ("gain_db", "gain over bicubic (dB)"),
+    ("gain_db", "gain over bicubic (dB)"), ("where", "device"), ("shared_with", "timing shared device with"),
 ]  # fmt: skip
 
 
@@ -43,6 +48,7 @@ class Run:
     summary: dict = field(default_factory=dict)
     epochs: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # metric -> [(epoch, value)]
     label: str = ""  # the model's name, or the job dir's where a sweep trains a model more than once
+    shared_with: list[str] = field(default_factory=list)  # jobs whose training overlapped this one's on a device
 
 
 def find_runs(sweep_dir: Path) -> list[Run]:
@@ -59,7 +65,37 @@ def find_runs(sweep_dir: Path) -> list[Run]:
     unique = len({r.model for r in runs}) == len(runs)
     for r in runs:
         r.label = r.model if unique else r.dir.name
+    mark_shared_devices(runs)
     return runs
+
+
+def _slots(launch: dict[str, Any]) -> set[tuple[str, str]]:
+    """The devices a launch trained on: (host, GPU id) for each visible GPU, or (host, "cpu")."""
+    host, device = launch.get("host") or "?", launch.get("device") or "cpu"
+    if device in ("cpu", "mps"):
+        return {(host, device)}
+    ids = (launch.get("visible_devices") or "default").split(",")
+    return {(host, f"gpu {i.strip()}") for i in ids}
+
+
+def _overlap(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two launches trained at the same time on a device they share."""
+    try:
+        a0, a1, b0, b1 = (datetime.fromisoformat(t) for t in (a["start"], a["end"], b["start"], b["end"]))
+    except (KeyError, TypeError, ValueError):
+        return False
+    return bool(_slots(a) & _slots(b)) and a0 < b1 and b0 < a1
+
+
+def mark_shared_devices(runs: list[Run]) -> None:
+    """Fill ``shared_with``: the jobs whose launches ran at the same time as this one's on a device they share."""
+    launches = [(r, launch) for r in runs for launch in r.summary.get("launches") or []]
+    for i, (a, la) in enumerate(launches):
+        for b, lb in launches[i + 1 :]:
+            if a is not b and _overlap(la, lb):
+                for x, y in ((a, b), (b, a)):
+                    if y.label not in x.shared_with:
+                        x.shared_with.append(y.label)
 
 
 def _job_order(name: str) -> tuple[int, str]:
@@ -83,6 +119,9 @@ def _row(run: Run) -> dict[str, object]:
     s = run.summary
     row = {key: s.get(key) for key, _ in COLUMNS}
     row["model"], row["status"] = run.label, run.status
+    launches = s.get("launches") or []
+    row["where"] = ", ".join(sorted({f"{host} {dev}" for la in launches for host, dev in _slots(la)})) or None
+    row["shared_with"] = " ".join(run.shared_with) or None
     if isinstance(s.get("psnr_y"), (int, float)) and isinstance(s.get("bicubic_psnr_y"), (int, float)):
         row["gain_db"] = s["psnr_y"] - s["bicubic_psnr_y"]
     return row
@@ -187,7 +226,39 @@ def plot_pareto(runs: list[Run], out: Path) -> None:
     plt.close(fig)
 
 
-def report(sweep_dir: Path) -> str:
+def log_to_wandb(sweep_dir: Path, runs: list[Run]) -> str | None:
+    """Table 6 as a ``wandb.Table`` and the plots as images, in a ``job_type=report`` run beside the sweep's runs.
+
+    Project, entity and mode are the sweep's own (its first job's logger config); ``None`` (and nothing
+    logged) when its jobs did not log to W&B.
+    """
+    cfg = OmegaConf.load(runs[0].dir / ".hydra" / "config.yaml")
+    wandb_cfg = OmegaConf.select(cfg, "logger.wandb")
+    if wandb_cfg is None:
+        return None
+    import wandb
+
+    from src.run_context import sweep_label
+    from src.wandb_logger import make_wandb_logger
+
+    sweep = sweep_label(sweep_dir)
+    logger = make_wandb_logger(
+        mode=wandb_cfg.mode, connect_timeout=wandb_cfg.connect_timeout, project=wandb_cfg.project,
+        entity=wandb_cfg.get("entity"), name=f"report {sweep}", group="report", job_type="report",
+        tags=["report", sweep], save_dir=str(sweep_dir),
+    )  # fmt: skip
+    rows = [_row(r) for r in runs]
+    keys = [k for k, _ in COLUMNS]
+    logger.log_hyperparams({"sweep": sweep, "runs": [r.dir.name for r in runs]})
+    logger.log_table(key="table6", columns=keys, data=[[row[k] for k in keys] for row in rows])
+    plots = sorted(sweep_dir.glob("*.png"))
+    logger.experiment.log({f"plots/{p.stem}": wandb.Image(str(p)) for p in plots})
+    run_dir = getattr(logger.experiment, "dir", None)
+    logger.experiment.finish()
+    return run_dir
+
+
+def report(sweep_dir: Path, to_wandb: bool = True) -> str:
     runs = find_runs(sweep_dir)
     if not runs:
         raise SystemExit(f"error: {sweep_dir}: no run dirs (subdirs with .hydra/config.yaml) found")
@@ -195,6 +266,8 @@ def report(sweep_dir: Path) -> str:
     plot_losses(runs, sweep_dir)
     plot_snapshots(runs, sweep_dir)
     plot_pareto(runs, sweep_dir)
+    if to_wandb:
+        log_to_wandb(sweep_dir, runs)
     return table
 
 
@@ -208,12 +281,21 @@ def latest_sweep(root: Path = Path("outputs/sweeps")) -> Path:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("sweep_dir", nargs="?", type=Path, help="a sweep dir (default: the latest under outputs/sweeps)")
+    parser.add_argument("--no-wandb", action="store_true", help="write the files only; log nothing to W&B")
+    parser.add_argument("--wandb-dir", action="store_true", help="print the sweep's wandb dir (for `wandb leet`) and exit")
     args = parser.parse_args(argv)
     sweep_dir = args.sweep_dir or latest_sweep()
     if not sweep_dir.is_dir():
         raise SystemExit(f"error: {sweep_dir}: no such directory")
-    print(report(sweep_dir))
+    if args.wandb_dir:
+        if not (sweep_dir / "wandb").is_dir():
+            raise SystemExit(f"error: {sweep_dir}: no wandb dir (its jobs ran with logger=csv or logger=none)")
+        print(sweep_dir / "wandb")
+        return
+    print(report(sweep_dir, to_wandb=not args.no_wandb))
     print(f"written to {sweep_dir}: table.md table.csv loss_*.png snapshots.png pareto.png")
+    if (sweep_dir / "wandb").is_dir():
+        print(f"compare in W&B's terminal dashboard: wandb leet {sweep_dir / 'wandb'}   (or: make compare)")
 
 
 if __name__ == "__main__":

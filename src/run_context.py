@@ -15,12 +15,29 @@ def is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def sweep_group() -> str | None:
-    """The W&B group of a sweep's jobs: the sweep dir's date and time (``None`` outside a sweep)."""
-    if not is_multirun():
-        return None
-    sweep_dir = Path(HydraConfig.get().runtime.output_dir).parent
-    return f"sweep_{sweep_dir.parent.name}_{sweep_dir.name}"
+def sweep_dir() -> str | None:
+    """The dir of the sweep this job belongs to (``None`` outside a sweep)."""
+    return str(Path(HydraConfig.get().runtime.output_dir).parent) if is_multirun() else None
+
+
+def sweep_label(path: Path) -> str:
+    """A sweep's name in W&B (tag and config key): its dir's date and time."""
+    return f"sweep_{path.parent.name}_{path.name}"
+
+
+def sweep_name() -> str | None:
+    """This job's sweep label (``None`` outside a sweep)."""
+    return None if (path := sweep_dir()) is None else sweep_label(Path(path))
+
+
+def run_name(default: str) -> str:
+    """A job's name in W&B: its dir in the sweep (``0_cnn_small``), else ``default``."""
+    return Path(HydraConfig.get().runtime.output_dir).name if is_multirun() else default
+
+
+def in_ray_job() -> bool:
+    """Whether this process is a Ray worker (a job of ``hydra/launcher=ray_gpus``)."""
+    return "ray" in sys.modules and sys.modules["ray"].is_initialized()
 
 
 def prepare_ddp_launch(output_dir: Path) -> None:
@@ -69,7 +86,12 @@ def if_null(value: object, default: object) -> object:
 
 
 def register_resolvers() -> None:
-    resolvers = (("sweep_group", sweep_group), ("sqlite_in", sqlite_in), ("output_subdir", output_subdir), ("if_null", if_null))
+    from src.wandb_logger import settings_group
+
+    resolvers = (
+        ("sweep_dir", sweep_dir), ("sweep_name", sweep_name), ("run_name", run_name), ("sqlite_in", sqlite_in),
+        ("output_subdir", output_subdir), ("if_null", if_null), ("settings_group", lambda *, _root_: settings_group(_root_)),
+    )  # fmt: skip
     for name, fn in resolvers:
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

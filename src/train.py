@@ -25,12 +25,13 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from src.callbacks.fit_timer import FitTimer
+from src.callbacks.fit_timer import FitTimer, device_name
 from src.checkpoint import load_checkpoint
 from src.config_checks import check_train_config
 from src.errors import ConfigError, user_error
 from src.report_table import format_summary
-from src.run_context import is_multirun, prepare_ddp_launch, register_resolvers, resume_state
+from src.run_context import in_ray_job, is_multirun, prepare_ddp_launch, register_resolvers, resume_state, sweep_name
+from src.wandb_logger import finish_run, prepare_run, saved_run_id
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,10 @@ def _quiet_library_noise() -> None:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test, and return the run's summary (also written to ``<run dir>/summary.json``)."""
     check_train_config(cfg)
+    if "ddp" in str(cfg.trainer.get("strategy")) and in_ray_job():
+        # Lightning's DDP launcher re-runs sys.argv, which in a Ray worker is Ray's, not this job's command.
+        raise ConfigError("trainer=ddp inside a Ray job is not supported: Ray gives each job one GPU; "
+                          "run DDP without hydra/launcher=ray_gpus (e.g. the default launcher or slurm_gpus)")
     if cfg.ckpt_path:
         # Validate before any work: weights-only, an srlab net, and the configured one.
         loaded = load_checkpoint(cfg.ckpt_path)
@@ -79,8 +84,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     if trainer.world_size > 1:
         prepare_ddp_launch(out_dir)
+    extra = {"params": model.params, "macs_per_pixel": model.macs_per_pixel, "sweep": sweep_name() if is_multirun() else None,
+             "world_size": trainer.world_size}  # fmt: skip
     for lg in loggers:
-        lg.log_hyperparams({"params": model.params, "macs_per_pixel": model.macs_per_pixel})
+        if isinstance(lg, WandbLogger):
+            prepare_run(lg, cfg, out_dir, extra)
+        else:
+            lg.log_hyperparams(extra)
 
     # weights_only: Lightning would otherwise unpickle the resumed file with arbitrary code allowed.
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
@@ -114,19 +124,25 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "bicubic_ssim_y": _metric(test_metrics, "test/bicubic_ssim_y"),
         "fit_seconds": timer.fit_seconds if timer else float("nan"),
         "patches_per_second": timer.patches_per_second if timer else float("nan"),
-        "device": torch.cuda.get_device_name() if trainer.strategy.root_device.type == "cuda" else "cpu",
+        "device": device_name(trainer.strategy.root_device),
         "precision": str(trainer.precision),
         "checkpoint": best,
         "run_dir": str(out_dir),
     }
+    if timer:
+        launches = timer.all_launches()
+        summary |= {"host": launches[-1]["host"], "visible_devices": launches[-1]["visible_devices"],
+                    "started_at": launches[0]["start"], "ended_at": launches[-1]["end"], "launches": launches}  # fmt: skip
     for lg in loggers:
         if isinstance(lg, WandbLogger):
-            summary |= {"wandb_run_id": lg.version, "wandb_group": lg.experiment.group}
+            summary |= {"wandb_run_id": lg.version, "wandb_group": getattr(lg.experiment, "group", None)}
     if trainer.is_global_zero:
         write_summary(out_dir, summary)
     for lg in loggers:
-        lg.log_metrics({f"summary/{k}": v for k, v in summary.items() if isinstance(v, (int, float))})
-        lg.finalize("success")
+        if isinstance(lg, WandbLogger):
+            finish_run(lg, summary)
+        else:
+            lg.finalize("success")
     return summary
 
 
@@ -164,6 +180,7 @@ def _continue_where_left(cfg: DictConfig) -> DictConfig | None:
     else:
         return cfg
     ckpt, wandb_id = resume_state(run_dir)
+    wandb_id = saved_run_id(run_dir) or wandb_id
     with open_dict(cfg):
         if ckpt:
             cfg.ckpt_path = str(ckpt)

@@ -1,11 +1,15 @@
 """The paper's experiment as one command: sweeps, the report, DDP inside sweeps, parallel jobs, tuning."""
 
 import csv
+import http.server
+import json
 import math
 import os
 import sqlite3
 import subprocess
 import sys
+import threading
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -61,19 +65,83 @@ def test_failed_and_unfinished_jobs_are_reported_and_do_not_stop_the_sweep(tmp_p
     assert statuses == ["failed", "unfinished"]
 
 
-def test_jobs_never_share_run_dir_wandb_run_or_checkpoint(tmp_path):
+def wandb_inspect(run_dir: Path) -> dict:
+    """What W&B itself stored for an offline run, read by W&B's own reader: config, summary, and the run
+    record (group, tags, job type)."""
+    def leet(*args: str) -> str:
+        return subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", *args, str(run_dir)],
+                              capture_output=True, text=True, check=True).stdout  # fmt: skip
+
+    summary = json.loads(leet("--summary", "--json"))
+    records = leet("--json").splitlines()
+    run = next(r["run"] for r in map(json.loads, records) if r.get("type") == "run")
+    return summary | {"record": run}
+
+
+def test_sweep_runs_in_wandb_one_line_per_model_with_full_config_and_summary(tmp_path):
     sweep = tmp_path / "sweep"
     res = run_sweep(sweep, "model=cnn_small,cnn_medium", "debug=fast", "logger=default")
     assert res.returncode == 0, res.stderr[-3000:]
-    jobs = [p for p in sweep.iterdir() if p.is_dir()]
-    assert len(jobs) == 2
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name[0].isdigit())
     summaries = [read_summary(job) for job in jobs]
-    run_ids = [s["wandb_run_id"] for s in summaries]
-    assert len(set(run_ids)) == 2
-    assert all(list((job / "wandb").glob(f"offline-run-*-{i}")) for job, i in zip(jobs, run_ids, strict=True))
     assert all(Path(s["checkpoint"]).parent.parent == job for s, job in zip(summaries, jobs, strict=True))
-    # Both runs are in one W&B group named after the sweep.
-    assert {s["wandb_group"] for s in summaries} == {f"sweep_{sweep.parent.name}_{sweep.name}"}
+    # All jobs log into one wandb dir, the sweep's: `wandb leet <sweep>/wandb` lists them side by side.
+    runs = {s["wandb_run_id"]: next((sweep / "wandb").glob(f"offline-run-*-{s['wandb_run_id']}")) for s in summaries}
+    assert len(runs) == 2
+    stored = [wandb_inspect(runs[s["wandb_run_id"]]) for s in summaries]
+    for s, w in zip(summaries, stored, strict=True):
+        config = w["config"]
+        assert config["optimizer"]["lr"] == 1e-3 and config["data"]["batch_size"] == 4
+        assert config["trainer"]["max_epochs"] == 1 and config["seed"] == 0
+        assert config["sweep"] == f"sweep_{sweep.parent.name}_{sweep.name}"
+        assert w["summary"]["psnr_y"] == s["psnr_y"] and w["summary"]["fit_seconds"] == s["fit_seconds"]
+        assert "summary/psnr_y" not in w["summary"]  # final numbers are the run summary, not a history row
+        assert "time/train_s" in w["summary"]
+        assert w["record"]["job_type"] == "train" and config["sweep"] in w["record"]["tags"]
+        assert w["record"]["display_name"] == Path(s["run_dir"]).name
+    # W&B draws a group as its mean: two models must be two groups.
+    assert stored[0]["record"]["run_group"] != stored[1]["record"]["run_group"]
+    # The report: Table 6 and the plots in a job_type=report run of the same wandb dir.
+    report_main([str(sweep)])
+    reports = [w for w in map(wandb_inspect, (sweep / "wandb").glob("offline-run-*")) if w["record"]["job_type"] == "report"]
+    assert len(reports) == 1
+    assert reports[0]["summary"]["table6"]["_type"] == "table-file" and "plots/loss_all" in reports[0]["summary"]
+
+
+RAY_4_GPUS = ("hydra/launcher=ray_gpus", "hydra.launcher.ray.init.num_gpus=4", "hydra.launcher.ray.init.num_cpus=6")
+
+
+def test_ray_sweep_gives_each_job_its_own_gpu_and_queues_the_rest(tmp_path):
+    # Ray schedules logical GPUs on any machine: 4 here, for 6 jobs (2 models x 3 seeds). Ray sets each
+    # job's CUDA_VISIBLE_DEVICES, which the job records in summary.json; the jobs train on the CPU.
+    sweep = tmp_path / "sweep"
+    res = run_sweep(sweep, "model=cnn_small,cnn_medium", "seed=0,1,2", "debug=fast", "logger=default", *RAY_4_GPUS, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    summaries = [read_summary(job) for job in sorted(sweep.glob("*_cnn_*"))]
+    assert len(summaries) == 6 and {s["status"] for s in summaries} == {"completed"}
+    spans = []
+    for s in summaries:
+        (launch,) = s["launches"]
+        assert launch["visible_devices"] in {"0", "1", "2", "3"}  # exactly one device id each
+        spans.append((launch["visible_devices"], datetime.fromisoformat(launch["start"]), datetime.fromisoformat(launch["end"])))
+    for i, (dev_a, start_a, end_a) in enumerate(spans):
+        for dev_b, start_b, end_b in spans[i + 1 :]:
+            assert dev_a != dev_b or end_a <= start_b or end_b <= start_a, "two jobs at once on one device"
+    assert any(a[1] < b[2] and b[1] < a[2] for i, a in enumerate(spans) for b in spans[i + 1 :]), "no two jobs ran in parallel"
+    report_main([str(sweep), "--no-wandb"])
+    rows = list(csv.DictReader((sweep / "table.csv").open()))
+    assert len(rows) == 6 and all(r["status"] == "completed" for r in rows)
+    # W&B groups what repeats: seeds of one model share a group, the two models do not.
+    groups = {(s["model"], s["wandb_group"]) for s in summaries}
+    assert len(groups) == 2 and len({g for _, g in groups}) == 2
+
+
+def test_ddp_inside_a_ray_job_is_refused_in_one_line(tmp_path):
+    sweep = tmp_path / "sweep"
+    res = run_sweep(sweep, "model=cnn_small", "debug=fast", "trainer=ddp", "trainer.devices=2", *RAY_4_GPUS)
+    summary = read_summary(sweep / "0_cnn_small")
+    assert summary["status"] == "failed" and "trainer=ddp inside a Ray job" in summary["error"]
+    assert "error: trainer=ddp inside a Ray job" in res.stdout + res.stderr
 
 
 DETERMINISTIC = ("model=cnn_small", "debug=fast", "trainer.max_epochs=2", "trainer.precision=32-true")
@@ -125,17 +193,63 @@ def test_optuna_search_is_resumable(tmp_path):
     assert len([p for p in sweep.iterdir() if p.is_dir() and p.name[0].isdigit()]) == 3  # no trial dir overwritten
 
 
-@pytest.mark.parametrize(("key", "reason"), [(None, "no API key"), ("0" * 40, "")])  # no key; a bad key, no network
-def test_wandb_online_without_key_or_network_falls_back_in_one_line(tmp_path, key, reason):
-    env_home = tmp_path / "home"
-    env_home.mkdir()
-    cmd = [sys.executable, "-m", "src.train", f"hydra.run.dir={tmp_path / 'run'}", "model=cnn_small", "debug=fast",
-           "logger=default", "logger.wandb.offline=false"]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB")} | {"HOME": str(env_home), "WANDB_SILENT": "true"}
-    if key:
-        env["WANDB_API_KEY"] = key
-    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+def train_online(run_dir: Path, home: Path, **env_vars: str) -> subprocess.CompletedProcess:
+    """A debug run asked to log online, with no W&B variables but ``env_vars`` and an empty home (no netrc)."""
+    home.mkdir()
+    cmd = [sys.executable, "-m", "src.train", f"hydra.run.dir={run_dir}", "model=cnn_small", "debug=fast",
+           "logger=default", "logger.wandb.mode=online"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB")} | {"HOME": str(home), "WANDB_SILENT": "true"}
+    return subprocess.run(cmd, cwd=ROOT, env=env | env_vars, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)  # noqa: E501
+
+
+def assert_fell_back_offline(res: subprocess.CompletedProcess, run_dir: Path, reason: str) -> None:
     assert res.returncode == 0, res.stderr[-3000:]
     lines = [line for line in (res.stdout + res.stderr).splitlines() if "W&B:" in line]
-    assert len(lines) == 1 and reason in lines[0] and "logging offline" in lines[0]
-    assert read_summary(tmp_path / "run")["status"] == "completed"
+    assert len(lines) == 1 and reason in lines[0] and "logging offline" in lines[0], lines
+    assert read_summary(run_dir)["status"] == "completed"
+    assert list((run_dir / "wandb").glob("offline-run-*"))
+
+
+@pytest.mark.parametrize(("key", "reason"), [(None, "no API key"), ("0" * 40, "unreachable")])  # no key; a key, no network
+def test_wandb_online_without_key_or_network_falls_back_in_one_line(tmp_path, key, reason):
+    env = {"WANDB_API_KEY": key} if key else {}
+    assert_fell_back_offline(train_online(tmp_path / "run", tmp_path / "home", **env), tmp_path / "run", reason)
+
+
+@pytest.fixture(params=[401, 404, 500])
+def failing_wandb_server(request):
+    """A W&B server on 127.0.0.1 that answers every request with one HTTP error status."""
+    status = request.param
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"errors": [{"message": "no"}]}')
+
+        do_GET = do_POST = do_PUT = _answer
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def test_wandb_server_that_rejects_the_key_or_fails_falls_back_in_one_line(tmp_path, failing_wandb_server):
+    env = {"WANDB_API_KEY": "a" * 40, "WANDB_BASE_URL": failing_wandb_server, "WANDB_PROJECT": "my-project"}
+    assert_fell_back_offline(train_online(tmp_path / "run", tmp_path / "home", **env), tmp_path / "run", "127.0.0.1")
+    assert wandb_inspect(next((tmp_path / "run" / "wandb").glob("offline-run-*")))["project"] == "my-project"  # WANDB_PROJECT
+
+
+def test_wandb_mode_comes_from_the_environment(tmp_path):
+    env = {**os.environ, "WANDB_MODE": "disabled", "WANDB_SILENT": "true"}
+    cmd = [sys.executable, "-m", "src.train", f"hydra.run.dir={tmp_path}", "model=cnn_small", "debug=fast", "logger=default"]
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert read_summary(tmp_path)["status"] == "completed"
+    assert not list(tmp_path.glob("wandb/*run-*"))  # WANDB_MODE=disabled: no W&B run written

@@ -1,8 +1,12 @@
-"""Wall-clock of training, measured honestly: fit, per-epoch train and validation, patches/s."""
+"""Wall-clock of training, measured honestly over every launch of a run: fit, epochs, patches/s, where it ran."""
 
 from __future__ import annotations
 
+import os
+import socket
 import time
+from datetime import datetime, timezone
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -14,17 +18,42 @@ def _sync(trainer: pl.Trainer) -> None:
         torch.cuda.synchronize(trainer.strategy.root_device)
 
 
-class FitTimer(pl.Callback):
-    """Logs ``time/epoch_train_s``, ``time/epoch_val_s``, ``time/patches_per_s``; keeps totals for the summary.
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
-    ``fit_seconds`` runs from the first training batch's epoch start to the end of training, so
-    start-up (imports, data decoding, sanity check) is excluded; validation epochs are included.
+
+def device_name(device: torch.device) -> str:
+    """What a run's summary calls its device: the GPU's name, ``mps``, or ``cpu``."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return device.type
+
+
+class FitTimer(pl.Callback):
+    """Logs ``time/epoch_train_s``, ``time/epoch_val_s``, ``time/patches_per_s`` and the cumulative ``time/train_s``.
+
+    ``fit_seconds`` (= the last ``time/train_s``) sums every launch of a run, each from its start of
+    training to its end, so start-up (imports, data decoding, sanity check) is excluded and
+    validation epochs are included; the time between the last checkpoint and a kill, whose steps
+    are trained again, is not counted. ``launches`` records where and when each launch ran (host,
+    visible devices, device, UTC start and end), for the report's check that no two jobs shared
+    a device. Lightning's ``Timer`` keeps one total per stage; the per-epoch split and patches/s need
+    these hooks. The totals travel in the checkpoint (``state_dict``).
     """
 
     def __init__(self) -> None:
         self.fit_seconds = 0.0
         self.train_seconds = 0.0
         self.patches = 0
+        self.launches: list[dict[str, Any]] = []  # earlier launches, from the checkpoint
+        self.launch: dict[str, Any] = {
+            "host": socket.gethostname(),
+            "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "device": None,
+            "start": utc_now(),
+            "end": None,
+        }
+        self._fit_before = 0.0  # fit seconds of earlier launches
         self._fit_start: float | None = None
         self._epoch_start = 0.0
         self._epoch_patches = 0
@@ -34,15 +63,29 @@ class FitTimer(pl.Callback):
     def patches_per_second(self) -> float:
         return self.patches / self.train_seconds if self.train_seconds else float("nan")
 
+    def train_s(self) -> float:
+        """Training seconds of the run so far, over all launches."""
+        return self._fit_before + (time.perf_counter() - self._fit_start if self._fit_start is not None else 0.0)
+
+    def all_launches(self) -> list[dict[str, Any]]:
+        return [*self.launches, self.launch | {"end": self.launch["end"] or utc_now()}]
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Runs in every launch; on_train_epoch_start does not run for an epoch resumed mid-way.
+        _sync(trainer)
+        self._fit_start = self._epoch_start = time.perf_counter()
+        self._epoch_patches = 0
+        self.launch["device"] = device_name(trainer.strategy.root_device)
+
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         _sync(trainer)
         self._epoch_start = time.perf_counter()
-        if self._fit_start is None:
-            self._fit_start = self._epoch_start
         self._epoch_patches = 0
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:
         self._epoch_patches += batch.shape[0] * trainer.world_size  # DDP: each rank holds a slice
+        if trainer.global_step % trainer.log_every_n_steps == 0:
+            pl_module.log("time/train_s", self.train_s())
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         _sync(trainer)
@@ -52,6 +95,7 @@ class FitTimer(pl.Callback):
         if not trainer.sanity_checking:
             _sync(trainer)
             pl_module.log("time/epoch_val_s", time.perf_counter() - self._val_start)
+            pl_module.log("time/train_s", self.train_s())
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Lightning runs this epoch's validation before this hook: subtract it.
@@ -63,8 +107,25 @@ class FitTimer(pl.Callback):
         self.patches += self._epoch_patches
         pl_module.log("time/epoch_train_s", seconds)
         pl_module.log("time/patches_per_s", self._epoch_patches / seconds if seconds else 0.0)
+        pl_module.log("time/train_s", self.train_s())
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         _sync(trainer)
-        if self._fit_start is not None:
-            self.fit_seconds = time.perf_counter() - self._fit_start
+        self.fit_seconds = self._fit_before = self.train_s()
+        self._fit_start = None  # stopped: the final checkpoint and the summary read the same total
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "fit_seconds": self.train_s(),
+            "train_seconds": self.train_seconds,
+            "patches": self.patches,
+            "launches": self.all_launches(),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if self.fit_seconds or self._fit_start is not None:
+            return  # testing the best checkpoint after training: keep this launch's totals
+        self._fit_before = self.fit_seconds = state_dict["fit_seconds"]
+        self.train_seconds = state_dict["train_seconds"]
+        self.patches = state_dict["patches"]
+        self.launches = list(state_dict["launches"])
