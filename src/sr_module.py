@@ -102,6 +102,10 @@ class SRModule(pl.LightningModule):
             self.log("train/loss_step", loss, prog_bar=True, batch_size=batch.shape[0])
         return loss
 
+    def on_train_start(self) -> None:
+        # Also here: an epoch resumed mid-way gets no on_train_epoch_start.
+        self.on_train_epoch_start()
+
     def on_train_epoch_start(self) -> None:
         self._loss_sum = torch.zeros((), device=self.device)
         self._loss_steps = 0

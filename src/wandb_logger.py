@@ -66,7 +66,8 @@ def make_wandb_logger(
         if problem is None:
             import wandb
 
-            logger = WandbLogger(mode="online", settings=wandb.Settings(init_timeout=max(30.0, connect_timeout)), **kwargs)
+            settings = wandb.Settings(init_timeout=max(30.0, connect_timeout))
+            logger = _quiet(WandbLogger(mode="online", settings=settings, **kwargs))
             try:
                 run = logger.experiment
             except Exception as e:  # the server answered the login but failed to create the run
@@ -80,7 +81,13 @@ def make_wandb_logger(
         mode = "offline"
     # Explicit mode: once wandb.login() has run in this process, the WANDB_MODE that Lightning sets
     # for offline runs is no longer read.
-    return WandbLogger(offline=mode == "offline", mode=mode, **kwargs)
+    return _quiet(WandbLogger(offline=mode == "offline", mode=mode, **kwargs))
+
+
+def _quiet(logger: WandbLogger) -> WandbLogger:
+    # Lightning passes anonymous=None to wandb.init, which wandb >= 0.19 answers with a warning on every run.
+    getattr(logger, "_wandb_init", {}).pop("anonymous", None)
+    return logger
 
 
 def settings_group(root: DictConfig) -> str:

@@ -177,6 +177,10 @@ def test_sweep_with_two_parallel_local_jobs(tmp_path):
         assert read_summary(sweep / job)["status"] == "completed"
     logs = list((sweep / ".submitit").rglob("*_log.out"))
     assert len(logs) == 2  # two submitit jobs, each its own process
+    # Both trained on this machine's CPU at once: the report marks their times as shared.
+    report_main([str(sweep), "--no-wandb"])
+    rows = {r["model"]: r for r in csv.DictReader((sweep / "table.csv").open())}
+    assert rows["cnn_small"]["shared_with"] == "cnn_medium" and rows["cnn_medium"]["shared_with"] == "cnn_small"
 
 
 def test_optuna_search_is_resumable(tmp_path):
