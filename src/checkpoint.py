@@ -9,18 +9,24 @@ config stored in the checkpoint (``hyper_parameters.net``); its ``_target_`` is 
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import pickle
+import pickletools
+import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from torch import nn
 
-from src.errors import SrlabError
+from src.errors import ConfigError, SrlabError
 
 ALLOWED_PREFIX = "src.arch."
+
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(SrlabError):
@@ -50,6 +56,34 @@ def _net_class(target: Any, path: Path) -> type[nn.Module]:
     return obj
 
 
+def pickle_globals(path: Path) -> list[str] | None:
+    """The callables a pickle (bare, or the ``data.pkl`` of torch's zip format) names, read without
+    running it; ``None`` if the file is not a well-formed pickle."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                inner = [n for n in z.namelist() if n.endswith("data.pkl")]
+                if not inner:
+                    return None
+                return _globals_in(z.read(inner[0]))
+        with open(path, "rb") as f:
+            return _globals_in(f)
+    except Exception:  # genops raises ValueError on junk, and anything else on stranger junk
+        return None
+
+
+def _globals_in(data: bytes | BinaryIO) -> list[str]:
+    found, strings = [], []
+    for op, arg, _ in pickletools.genops(data):  # reads up to STOP; raises if there is none
+        if op.name in ("GLOBAL", "INST"):
+            found.append(str(arg).replace(" ", "."))
+        elif op.name == "STACK_GLOBAL":  # module and name were pushed as the last two strings
+            found.append(".".join(strings[-2:]) if len(strings) >= 2 else "a global")
+        if isinstance(arg, str):
+            strings.append(arg)
+    return found
+
+
 def load_checkpoint(path: str | os.PathLike) -> LoadedModel:
     """Rebuild the net, its scale and its name from a ``.ckpt`` written by ``src.train``."""
     path = Path(path)
@@ -58,9 +92,15 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedModel:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        # weights_only's restricted unpickler met a global it does not allow: code would have run.
-        first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: refused: loading it would run arbitrary code ({first[:160]})") from None
+        # The restricted unpickler stopped. Code would have run only if the file is a well-formed pickle
+        # that names a callable; random bytes stop it too, and are just not a checkpoint.
+        named = re.search(r"GLOBAL ([\w.]+)", str(e))
+        found = pickle_globals(path)
+        if found is not None and (named or found):
+            raise CheckpointError(
+                f"{path}: refused: loading it would run arbitrary code (it calls {named.group(1) if named else found[0]})"
+            ) from None
+        raise CheckpointError(f"{path}: not a readable checkpoint (not a well-formed pickle)") from None
     except Exception as e:  # corrupt bytes can fail anywhere in the unpickler (IndexError, KeyError, ...)
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
     hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
@@ -85,3 +125,39 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedModel:
         raise CheckpointError(f"{path}: the weights do not fit {cls.__name__} ({first[:160]})") from None
     net.eval().requires_grad_(False)
     return LoadedModel(net=net, scale=scale, name=str(hp.get("name", cls.__name__)), path=path)
+
+
+def resumable_step(path: Path) -> int | None:
+    """The global step of a full training checkpoint (weights, optimizer, loops); ``None`` if it cannot be resumed."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # unreadable for any reason: not one to resume from
+        return None
+    if not isinstance(ckpt, dict) or not {"state_dict", "optimizer_states", "loops"} <= ckpt.keys():
+        return None
+    step = ckpt.get("global_step")
+    return step if isinstance(step, int) else None
+
+
+def resume_checkpoint(run_dir: Path, required: bool) -> Path | None:
+    """The checkpoint a killed run continues from: ``checkpoints/last.ckpt``, else the newest (by step)
+    other checkpoint there that can be resumed (with a warning).
+
+    With none, ``required`` refuses in one line (a resumed run starting over in its own dir would mix
+    two runs' metrics); otherwise ``None`` (a sweep job that never saved starts afresh).
+    """
+    folder = run_dir / "checkpoints"
+    last = folder / "last.ckpt"
+    if last.is_file() and resumable_step(last) is not None:
+        return last
+    steps = {p: resumable_step(p) for p in folder.glob("*.ckpt") if p != last}
+    others = [(step, p.stat().st_mtime, p) for p, step in steps.items() if step is not None]
+    if others:
+        step, _, best = max(others)
+        why = "cannot be read" if last.exists() else "is missing"
+        log.warning("resume: %s %s; continuing from %s (step %d)", last, why, best.name, step)
+        return best
+    if required:
+        what = "last.ckpt cannot be read and no other checkpoint can" if last.exists() else "no checkpoint"
+        raise ConfigError(f"resume={run_dir}: nothing to continue from ({what} in {folder}); start a new run instead")
+    return None

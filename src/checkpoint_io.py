@@ -6,23 +6,33 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from src.errors import OutputError
+from src.safe_write import replace_atomically
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes ``<path>.tmp``, flushes it to disk, then renames it over ``<path>``.
 
     Lightning writes the final name directly, so a SIGKILL mid-save leaves a truncated
-    ``last.ckpt`` that cannot be loaded; a rename is atomic on POSIX file systems.
+    ``last.ckpt`` that cannot be loaded; a rename is atomic on POSIX file systems. The file is written
+    here rather than through Lightning's writer, which swallows a ``PermissionError``: a folder that
+    cannot be written is then one line naming it, not a missing ``.tmp`` file.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+
         try:
-            super().save_checkpoint(checkpoint, tmp, storage_options)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            replace_atomically(path, write, tmp=path.with_name(path.name + ".tmp"))
+        except OSError as e:
+            raise OutputError(f"{path.parent}: cannot write checkpoint {path.name} ({e.strerror or e})") from None

@@ -2,16 +2,40 @@
 
 from __future__ import annotations
 
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
 import hydra
-from omegaconf import DictConfig
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
 
 from src.errors import ConfigError
+from src.safe_write import check_writable, unwritable_reason
 from src.sr_module import LOSSES
 
 SCALES = (2, 3, 4)
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def top_level_keys() -> set[str]:
+    """The keys a training config may have at its top: ``conf/train.yaml``'s own and its config groups'."""
+    primary = OmegaConf.load(CONF_DIR / "train.yaml")
+    groups = {next(iter(d)) for d in primary.defaults if isinstance(d, DictConfig)}
+    return (set(primary) - {"defaults"}) | {g.split("@")[0].lstrip("/") for g in groups} - {"hydra"}
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
 def check_train_config(cfg: DictConfig) -> None:
+    unknown = sorted(set(cfg) - top_level_keys())
+    if unknown:
+        raise ConfigError(
+            f"{unknown[0]}: not an option of src.train (a typo? its top-level options are {', '.join(sorted(top_level_keys()))})"
+        )
     scale, patch = cfg.data.scale, cfg.data.patch_size
     if scale not in SCALES:
         raise ConfigError(f"data.scale={scale}: must be one of {', '.join(map(str, SCALES))}")
@@ -30,3 +54,47 @@ def check_train_config(cfg: DictConfig) -> None:
     for key in ("batch_size", "patches_per_image"):
         if cfg.data[key] < 1:
             raise ConfigError(f"data.{key}={cfg.data[key]}: must be at least 1")
+    _check_optimizer(cfg.optimizer)
+    _check_budget(cfg.trainer)
+    # Checked, not created: a folder that cannot take a checkpoint fails now, not after the first epoch.
+    for name, cb in cfg.callbacks.items():
+        if isinstance(cb, DictConfig) and cb.get("dirpath"):
+            check_writable(cb.dirpath, f"callbacks.{name}.dirpath={cb.dirpath}")
+
+
+def _check_optimizer(opt: DictConfig) -> None:
+    # torch checks these only when the optimizer is built, after the data is decoded, in a traceback.
+    if "lr" in opt and not _positive(opt.lr):
+        raise ConfigError(f"optimizer.lr={opt.lr}: must be a positive number")
+    for key in ("weight_decay", "momentum"):
+        if key in opt and not (opt[key] == 0 or _positive(opt[key])):
+            raise ConfigError(f"optimizer.{key}={opt[key]}: must be 0 or a positive number")
+
+
+def _check_budget(trainer: DictConfig) -> None:
+    # Lightning takes 0 as "train nothing" and reports an untrained net as a completed run.
+    epochs, steps = trainer.get("max_epochs"), trainer.get("max_steps")
+    if epochs is not None and (epochs == 0 or epochs < -1):
+        raise ConfigError(f"trainer.max_epochs={epochs}: must be at least 1 (or -1: no limit, with trainer.max_steps)")
+    if steps is not None and (steps == 0 or steps < -1):
+        raise ConfigError(f"trainer.max_steps={steps}: must be at least 1 (or -1: no limit)")
+
+
+class OutputDirCheck(Callback):
+    """Hydra callback: an output dir that cannot be written is one line naming it, before Hydra makes it.
+
+    Hydra creates the run dir and writes ``.hydra/`` before the task starts, so a read-only folder
+    would otherwise end in Hydra's traceback. Nothing is created here.
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check("hydra.run.dir", config.hydra.run.dir)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check("hydra.sweep.dir", config.hydra.sweep.dir)
+
+    @staticmethod
+    def _check(key: str, folder: str) -> None:
+        if reason := unwritable_reason(folder):
+            print(f"error: {key}={folder}: {reason}", file=sys.stderr)
+            sys.exit(2)

@@ -13,6 +13,10 @@ class DataError(SrlabError):
     """A data folder or file cannot be used."""
 
 
+class OutputError(SrlabError):
+    """A folder or file that a run writes cannot be written."""
+
+
 def user_error(exc: BaseException) -> BaseException | None:
     """The user-fixable error behind ``exc`` (Hydra wraps errors raised while instantiating), if any."""
     from lightning.fabric.utilities.exceptions import MisconfigurationException

@@ -10,6 +10,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict, read_write
 
+from src.checkpoint import resume_checkpoint
+
 
 def is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
@@ -59,12 +61,16 @@ def prepare_ddp_launch(output_dir: Path) -> None:
 
 
 def resume_state(run_dir: Path) -> tuple[Path | None, str | None]:
-    """(last checkpoint, W&B run id) a run left in ``run_dir``; ``None`` for what it did not leave."""
-    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    """(checkpoint to continue from, W&B run id) a run left in ``run_dir``; ``None`` for what it did not leave.
+
+    The checkpoint is ``last.ckpt``, else the newest other one that loads (see ``resume_checkpoint``).
+    ``resume=<run dir>`` (a single run) with none is refused; a sweep job without one starts afresh.
+    """
+    ckpt = resume_checkpoint(run_dir, required=not is_multirun())
     # W&B names its run dirs <offline-run|run>-<date>_<time>-<id>; the newest one is this run's.
     wandb_runs = sorted((run_dir / "wandb").glob("*run-*-*"), key=lambda p: p.name.split("-", 2)[-1])
     wandb_id = wandb_runs[-1].name.rsplit("-", 1)[-1] if wandb_runs else None
-    return (ckpt if ckpt.is_file() else None), wandb_id
+    return ckpt, wandb_id
 
 
 def output_subdir(resume: str | None) -> str:

@@ -7,19 +7,26 @@
 
 What a user expects is kept: EXIF orientation is applied; an alpha channel is upscaled separately
 (MATLAB bicubic); grayscale stays grayscale; 16-bit input gives 16-bit output (PNG/TIFF gray via
-Pillow, RGB TIFF via tifffile: Pillow reads 16-bit RGB as 8-bit); the output format follows the
-output suffix. Any size works: inference runs in tiles (src/tiling.py) written straight into the
-8/16-bit output array, so a 4000x3000 photo stays well under 2 GB (scripts/measure_upscale_memory.py).
-A file that cannot be read (not an image, truncated, empty, over Pillow's decompression-bomb limit)
+Pillow, RGB(A) TIFF via tifffile, RGB(A) PNG via src/png16.py: Pillow reads 16-bit RGB as 8-bit);
+the output format follows the output suffix. Any size works: inference runs in tiles
+(src/tiling.py) written straight into the 8/16-bit output array, so a 4000x3000 photo stays well
+under 2 GB (scripts/measure_upscale_memory.py).
+
+Nothing is lost: before any image is upscaled, the run is refused (exit 2, one line) when an output
+would overwrite an input, when two inputs would be written to one output name (two folders with the
+same file names, or --ext turning a.png and a.jpg into one name), or when an output folder cannot
+be written. Each output is written to a temporary file and renamed into place, so a failed or
+killed write leaves no half-written file (an output of an earlier run is replaced whole).
+A file that cannot be read (not an image, truncated, empty, animated, over the --max-pixels limit)
 is reported by name and skipped; the exit status is then 1 (2: bad options or checkpoint).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +35,15 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from src.checkpoint import LoadedModel, load_checkpoint
-from src.data.images import IMAGE_SUFFIXES, ImageError, list_images
+from src.data.images import IMAGE_SUFFIXES, ImageError, PixelLimitError, list_images, open_image
 from src.degrade import imresize
-from src.errors import SrlabError
+from src.errors import OutputError, SrlabError
+from src.png16 import is_png16_color, read_png16_color, write_png16
+from src.safe_write import replace_atomically, unwritable_reason
 from src.tiling import DEFAULT_TILE, iter_tiles
 
 _TIFF = {".tif", ".tiff"}
+_ANIMATED = {"GIF", "PNG", "WEBP"}  # formats whose extra frames are an animation (an MPO's are previews)
 _16BIT_GRAY = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 # EXIF orientation -> numpy transform (ImageOps.exif_transpose's table, for arrays tifffile reads).
 _ORIENT = {
@@ -49,11 +59,15 @@ _ORIENT = {
 
 @dataclass
 class Photo:
-    """A decoded photo: color (H, W, 1|3) and optional alpha (H, W, 1) as integers of ``bits`` depth."""
+    """A decoded photo: color (H, W, 1|3) and optional alpha (H, W, 1) as integers of ``bits`` depth.
+
+    ``notes``: what reading it could not keep, for the user.
+    """
 
     color: np.ndarray
     alpha: np.ndarray | None
     bits: int
+    notes: list[str] = field(default_factory=list)
 
 
 def _exif_orientation(im: Image.Image) -> int:
@@ -70,42 +84,58 @@ def _read_tiff16(path: Path, orientation: int) -> Photo | None:
     arr = tifffile.imread(path)
     if arr.dtype != np.uint16 or arr.ndim != 3 or arr.shape[2] not in (3, 4):
         return None
-    if orientation in _ORIENT:
-        arr = _ORIENT[orientation](arr)
-    arr = np.ascontiguousarray(arr)
+    return _split_alpha(arr, orientation)
+
+
+def _split_alpha(arr: np.ndarray, orientation: int) -> Photo:
+    """A 16-bit (H, W, 3|4) array as stored -> Photo, EXIF orientation applied."""
+    arr = np.ascontiguousarray(_ORIENT[orientation](arr) if orientation in _ORIENT else arr)
     return Photo(arr[..., :3], arr[..., 3:] if arr.shape[2] == 4 else None, 16)
 
 
 def read_photo(path: Path) -> Photo:
     """Decode ``path`` (EXIF orientation applied); raises :class:`ImageError` naming the file."""
     try:
-        with warnings.catch_warnings():
-            # Over Image.MAX_IMAGE_PIXELS Pillow only warns (it raises at twice that): make the limit the limit.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                orientation = _exif_orientation(im)
-                if path.suffix.lower() in _TIFF and im.mode == "RGB" and (photo := _read_tiff16(path, orientation)):
-                    return photo
-                im.load()
-                im = ImageOps.exif_transpose(im)
-                mode = im.mode
-                if mode in _16BIT_GRAY:
-                    return Photo(np.clip(np.asarray(im, dtype=np.int64), 0, 65535).astype(np.uint16)[..., None], None, 16)
-                if mode in ("P", "PA"):
-                    im = im.convert("RGBA" if mode == "PA" or "transparency" in im.info else "RGB")
-                if im.mode in ("1", "L", "F"):
-                    return Photo(np.array(im.convert("L"))[..., None], None, 8)
-                if im.mode in ("LA", "La"):
-                    arr = np.array(im.convert("LA"))
-                    return Photo(arr[..., :1].copy(), arr[..., 1:].copy(), 8)
-                if im.mode in ("RGBA", "RGBa"):
-                    arr = np.array(im.convert("RGBA"))
-                    return Photo(arr[..., :3].copy(), arr[..., 3:].copy(), 8)
-                return Photo(np.array(im.convert("RGB")), None, 8)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(f"{path}: skipped: {e} (raise the limit with --max-pixels)") from None
+        with open_image(path) as im:
+            if im.format in _ANIMATED and getattr(im, "is_animated", False):
+                raise ImageError(f"{path}: animated ({im.n_frames} frames): only still images are upscaled, skipped")
+            # Before the EXIF lookup, which makes Pillow decode a PNG (and forget how it is stored).
+            png16_color = is_png16_color(im)
+            gray_alpha16 = im.format == "PNG" and bool(im.tile) and im.tile[0].args == "LA;16B"  # Pillow: RGBA, high bytes
+            orientation = _exif_orientation(im)
+            if path.suffix.lower() in _TIFF and im.mode == "RGB" and (photo := _read_tiff16(path, orientation)):
+                return photo
+            if png16_color:
+                return _split_alpha(read_png16_color(path), orientation)
+            photo = _decode(im)
+            if gray_alpha16:
+                photo.color = np.ascontiguousarray(photo.color[..., :1])
+                photo.notes.append("16-bit gray+alpha PNG: read as 8-bit (Pillow keeps only the high byte)")
+            return photo
+    except PixelLimitError as e:
+        raise ImageError(f"{e} (raise the limit with --max-pixels)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from None
+
+
+def _decode(im: Image.Image) -> Photo:
+    """What Pillow decodes, as a :class:`Photo` (EXIF orientation applied)."""
+    im.load()
+    im = ImageOps.exif_transpose(im)
+    mode = im.mode
+    if mode in _16BIT_GRAY:
+        return Photo(np.clip(np.asarray(im, dtype=np.int64), 0, 65535).astype(np.uint16)[..., None], None, 16)
+    if mode in ("P", "PA"):
+        im = im.convert("RGBA" if mode == "PA" or "transparency" in im.info else "RGB")
+    if im.mode in ("1", "L", "F"):
+        return Photo(np.array(im.convert("L"))[..., None], None, 8)
+    if im.mode in ("LA", "La"):
+        arr = np.array(im.convert("LA"))
+        return Photo(arr[..., :1].copy(), arr[..., 1:].copy(), 8)
+    if im.mode in ("RGBA", "RGBa"):
+        arr = np.array(im.convert("RGBA"))
+        return Photo(arr[..., :3].copy(), arr[..., 3:].copy(), 8)
+    return Photo(np.array(im.convert("RGB")), None, 8)
 
 
 def _to_int(t: torch.Tensor, bits: int) -> np.ndarray:
@@ -143,6 +173,9 @@ def save_photo(photo: Photo, dest: Path) -> list[str]:
 
         tifffile.imwrite(dest, arr, photometric="rgb" if photo.color.shape[2] == 3 else "minisblack")
         return notes
+    if photo.bits == 16 and suffix == ".png" and arr.shape[2] > 1:
+        write_png16(dest, arr)  # Pillow cannot write 16-bit color or gray+alpha PNG
+        return notes
     if photo.bits == 16 and arr.shape[2] == 1 and suffix in {".png", *_TIFF}:
         Image.fromarray(arr[..., 0]).save(dest)  # Pillow mode I;16
         return notes
@@ -174,6 +207,47 @@ def _destination(out: Path, rel: Path, scale: int, ext: str | None, single: bool
     if single and out.suffix.lower() in IMAGE_SUFFIXES | {".gif", ".tga"}:
         return out
     return out / rel.parent / f"{rel.stem}_x{scale}{ext or rel.suffix.lower()}"
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def check_outputs(jobs: list[tuple[Path, Path]], out: Path) -> None:
+    """Refuse, before any work, a run that would lose a file: (input, output) pairs where an output is
+    an input (the same file, by any path or link), two inputs share one output, or a folder cannot be
+    written. Raises :class:`OutputError` (one line naming the files)."""
+    inputs = {_identity(src): src for src, _ in jobs}
+    by_dest: dict[str, tuple[Path, list[Path]]] = {}
+    for src, dest in jobs:
+        if dest.is_dir():
+            raise OutputError(f"{dest}: is a folder, not a file name (for {src})")
+        if (ident := _identity(dest)) is not None and ident in inputs:
+            raise OutputError(f"{dest}: is the input {inputs[ident]}; upscale never overwrites an input (choose another --out)")
+        by_dest.setdefault(os.path.normcase(dest.resolve()), (dest, []))[1].append(src)
+    clashes = [(dest, srcs) for dest, srcs in by_dest.values() if len(srcs) > 1]
+    if clashes:
+        dest, srcs = clashes[0]
+        more = f" (and {len(clashes) - 1} more output name(s) like it)" if len(clashes) > 1 else ""
+        raise OutputError(
+            f"{dest}: {', '.join(map(str, srcs[:-1]))} and {srcs[-1]} would {'both' if len(srcs) == 2 else 'all'} "
+            f"be written to this one file{more}; "
+            "nothing was written: upscale them into separate --out folders, or rename them"
+        )
+    for folder in sorted({dest.parent for _, dest in jobs}):
+        if reason := unwritable_reason(folder):
+            raise OutputError(f"--out {out}: {reason}")
+
+
+def _write(photo: Photo, dest: Path) -> list[str]:
+    """``save_photo`` through a temporary file renamed over ``dest``: never a half-written output."""
+    notes: list[str] = []
+    replace_atomically(dest, lambda tmp: notes.extend(save_photo(photo, tmp)))
+    return notes
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -217,15 +291,23 @@ def _run(args: argparse.Namespace, ext: str | None) -> int:
     if not files:
         print(f"error: no images in {', '.join(map(str, args.inputs))}", file=sys.stderr)
         return 2
+    single = len(files) == 1
+    jobs = [(path, _destination(args.out, rel, model.scale, ext, single)) for path, rel in files]
+    try:
+        check_outputs(jobs, args.out)
+    except OutputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     torch.set_grad_enabled(False)
     failed = 0
-    single = len(files) == 1
-    for path, rel in tqdm(files, desc="files", unit="file", disable=single or None):
-        dest = _destination(args.out, rel, model.scale, ext, single)
+    for path, dest in tqdm(jobs, desc="files", unit="file", disable=single or None):
         try:
-            result = upscale_photo(model, read_photo(path), args.tile, args.tta, progress=True)
+            photo = read_photo(path)
+            for note in photo.notes:
+                tqdm.write(f"warning: {path}: {note}", file=sys.stderr)
+            result = upscale_photo(model, photo, args.tile, args.tta, progress=True)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            for note in save_photo(result, dest):
+            for note in _write(result, dest):
                 tqdm.write(f"warning: {dest}: {note}", file=sys.stderr)
         except ImageError as e:
             tqdm.write(f"error: {e}", file=sys.stderr)

@@ -1,7 +1,9 @@
 """The shared battery of awkward image files (issue 7): every loader is run over the same folder.
 
 ``write_battery(dir)`` returns name -> kind: "good" files must be used, "bad" ones skipped and named,
-"small" ones (valid but tiny) are used or skipped depending on the tool's size limit; none may crash it.
+"small" ones (valid but tiny) are used or skipped depending on the tool's size limit, "animated" ones
+are used by the data tools (first frame) and refused by name by ``upscale`` (it would drop the
+animation); none may crash a tool.
 """
 
 from __future__ import annotations
@@ -21,6 +23,26 @@ def _png_header_only(width: int, height: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     chunk = b"IHDR" + ihdr
     return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk)) + b"\x00" * 12
+
+
+def png16(path: Path, arr: np.ndarray) -> None:
+    """A 16-bit RGB (H, W, 3) or RGBA (H, W, 4) PNG, written by hand: Pillow cannot write one."""
+    h, w, c = arr.shape
+    rows = arr.astype(">u2").reshape(h, w * c)
+    raw = b"".join(b"\x00" + rows[y].tobytes() for y in range(h))  # filter type 0 on every row
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, {3: 2, 4: 6}[c], 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def png_bit_depth(path: Path) -> tuple[int, int]:
+    """(bit depth, color type) from a PNG's IHDR, read without a decoder."""
+    head = path.read_bytes()[:26]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR"
+    return head[24], head[25]
 
 
 def write_battery(d: Path, size: tuple[int, int] = (120, 100)) -> dict[str, str]:
@@ -54,5 +76,12 @@ def write_battery(d: Path, size: tuple[int, int] = (120, 100)) -> dict[str, str]
     exif[0x0112] = 6  # displayed rotated by 90 degrees
     photo.save(d / "exif_rotated.jpg", exif=exif)
     Image.new("RGB", (4000, 3000), (90, 140, 200)).save(d / "huge_valid.png")  # 12 MP: big, legal
-    kinds |= dict.fromkeys(["palette_transparent.png", "gray16.png", "cmyk.jpg", "exif_rotated.jpg", "huge_valid.png"], "good")
+    low_bytes = np.random.default_rng(3).integers(0, 256, (size[1], size[0], 3), dtype=np.uint16)
+    high_bytes = np.asarray(synthetic_photo(size, seed=9), dtype=np.uint16)  # another photo: not a duplicate to prepare
+    png16(d / "rgb16.png", high_bytes * 256 + low_bytes)  # real 16-bit levels
+    good = ["palette_transparent.png", "gray16.png", "cmyk.jpg", "exif_rotated.jpg", "huge_valid.png", "rgb16.png"]
+    kinds |= dict.fromkeys(good, "good")
+
+    photo.save(d / "animated.png", save_all=True, append_images=[photo.transpose(Image.Transpose.ROTATE_180)], duration=100)
+    kinds["animated.png"] = "animated"
     return kinds

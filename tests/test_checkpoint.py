@@ -6,6 +6,7 @@ import os
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -109,3 +110,14 @@ def test_checkpoint_written_by_train_loads(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     model = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert (model.scale, model.name, model.net.offset) == (3, "waifu2x", 7)
+
+
+def test_random_bytes_are_not_a_readable_checkpoint_not_a_threat(tmp_path):
+    # Random bytes stop the restricted unpickler too; only a well-formed pickle naming a callable is "refused".
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        junk = tmp_path / f"junk{i}.ckpt"
+        junk.write_bytes(rng.integers(0, 256, 64, dtype=np.uint8).tobytes())
+        with pytest.raises(CheckpointError) as info:
+            load_checkpoint(junk)
+        assert f"junk{i}.ckpt: not a readable checkpoint" in str(info.value) and "arbitrary code" not in str(info.value)

@@ -176,3 +176,38 @@ def test_restored_position_continues_the_epoch_once(photo_dir):
     assert list(dm.train_sampler(5)) == [0, 1, 2, 3, 4]  # applied once only
     dm.load_state_dict({"epoch": 1, "batches_done": 5})  # saved at the end of epoch 1
     assert list(dm.train_sampler(5)) == [10, 11, 12, 13, 14]
+
+
+def _names_in(val_fraction: float, test_fraction: float, n: int) -> tuple[list[str], str, str]:
+    """``n`` file names, and one that hashes into test and one into val (as the split would draw them)."""
+    from src.data.splits import _unit_hash
+
+    names = [f"img{i:03d}.png" for i in range(200)]
+    into_test = next(x for x in names if _unit_hash(x) < test_fraction)
+    into_val = next(x for x in names if test_fraction <= _unit_hash(x) < test_fraction + val_fraction)
+    good = [x for x in names if _unit_hash(x) >= test_fraction + val_fraction][: n - 2]
+    return good, into_val, into_test
+
+
+def test_corrupt_files_drawn_for_val_and_test_do_not_stop_training(tmp_path, caplog):
+    good, into_val, into_test = _names_in(0.1, 0.1, 10)
+    for i, name in enumerate(good):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(tmp_path / name)
+    (tmp_path / into_val).write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (tmp_path / into_test).write_bytes(b"")
+    dm = SRDataModule.from_folder(str(tmp_path), 0.1, 0.1, scale=2, patch_size=32, patches_per_image=4, batch_size=4,
+                                  eval_crop=None, num_workers=0, cut_mb=1, seed=0)  # fmt: skip
+    dm.setup("fit")
+    assert all(dm.names[s] for s in ("train", "val", "test"))
+    assert sum(len(v) for v in dm.names.values()) == 8
+    assert into_val in caplog.text and into_test in caplog.text
+
+
+def test_a_folder_with_too_few_readable_images_says_how_many_are_needed(tmp_path):
+    for i in range(2):
+        Image.new("RGB", (40, 40), (i, 0, 0)).save(tmp_path / f"ok{i}.png")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    with pytest.raises(DataError, match=r"too few images: only 2 usable image\(s\) among 3 file\(s\).*at least 3") as info:
+        SRDataModule.from_folder(str(tmp_path), 0.1, 0.1, scale=2, patch_size=32, patches_per_image=4, batch_size=4,
+                                 eval_crop=None, num_workers=0, cut_mb=1, seed=0)  # fmt: skip
+    assert "no readable image" not in str(info.value) and "\n" not in str(info.value)

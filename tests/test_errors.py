@@ -25,6 +25,9 @@ def test_unknown_model_lists_the_choices(tmp_path):
         (["data.scale=3", "data.patch_size=64"], "data.patch_size=64: must be a multiple of data.scale=3"),
         (["model=waifu2x", "data.patch_size=16"], "data.patch_size=16: too small for waifu2x"),
         (["model.loss=huber"], "model.loss=huber: must be one of mse, l1"),
+        (["optimizer.lr=-1"], "optimizer.lr=-1: must be a positive number"),
+        (["trainer.max_epochs=0"], "trainer.max_epochs=0: must be at least 1"),
+        (["+foo=1"], "foo: not an option of src.train"),
     ],
 )
 def test_bad_options_fail_before_any_work(tmp_path, overrides, needle):
@@ -37,6 +40,23 @@ def test_bad_options_fail_before_any_work(tmp_path, overrides, needle):
 def test_missing_data_folder(tmp_path):
     res = run_train(tmp_path / "run", "debug=fast", "data=folder", f"data.root={tmp_path / 'nope'}")
     assert_clean_error(res, "no such directory", "nope")
+
+
+def test_unwritable_checkpoint_folder_is_one_line_before_training(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoints").write_text("a file where the checkpoint folder goes")  # unwritable even for root
+    res = run_train(run, "model=cnn_small", "debug=fast")
+    assert_clean_error(res, f"{run / 'checkpoints'} is a file, not a folder")
+    assert res.stderr.strip().count("\n") == 0 and "dirpath" in res.stderr
+    assert not (run / "metrics.csv").exists()  # nothing trained
+
+
+def test_unwritable_run_dir_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("a file where the run dir's parent goes")
+    res = run_train(tmp_path / "file" / "run", "debug=fast")
+    assert_clean_error(res, f"hydra.run.dir={tmp_path / 'file' / 'run'}: {tmp_path / 'file'} is a file, not a folder")
+    assert res.stderr.strip().count("\n") == 0
 
 
 def test_folder_without_readable_images(tmp_path):

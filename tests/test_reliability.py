@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from src.checkpoint_io import AtomicCheckpointIO
+from src.errors import OutputError
 from tests.conftest import ROOT, read_summary, run_train, synthetic_photo
 
 DETERMINISTIC = (
@@ -139,3 +140,41 @@ def test_resume_with_a_checkpoint_of_another_model_fails_before_work(tmp_path):
     assert run_train(tmp_path / "a", "model=cnn_small", "debug=fast").returncode == 0
     res = run_train(tmp_path / "b", "model=cnn_deep", "debug=fast", f"ckpt_path={tmp_path / 'a' / 'checkpoints' / 'last.ckpt'}")
     assert res.returncode == 2 and "holds cnn_small x2, not cnn_deep x2" in res.stderr
+
+
+def test_resume_without_last_ckpt_continues_from_the_newest_checkpoint_or_refuses(tmp_path):
+    run = tmp_path / "run"
+    assert run_train(run, "model=cnn_small", "debug=fast", "trainer.max_epochs=2").returncode == 0
+    steps = read_summary(run)["steps"]
+    (run / "checkpoints" / "last.ckpt").unlink()
+    (run / "summary.json").unlink()
+    (best,) = (run / "checkpoints").glob("epoch*.ckpt")
+    resumed = run_train(tmp_path / "ignored", f"resume={run}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    log = resumed.stdout + resumed.stderr
+    assert "last.ckpt is missing" in log and f"resuming from {best}" in log  # not a silent start from step 0
+    assert read_summary(run)["steps"] == steps
+    for ckpt in (run / "checkpoints").glob("*.ckpt"):
+        ckpt.unlink()
+    refused = run_train(tmp_path / "ignored", f"resume={run}")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().count("\n") == 0 and f"resume={run}: nothing to continue from" in refused.stderr
+
+
+def test_unwritable_checkpoint_folder_is_named_not_a_missing_tmp_file(tmp_path, monkeypatch):
+    # Lightning's own writer swallows the PermissionError and fails later on the missing .tmp file.
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    real_open = open
+
+    def read_only_folder(file, mode="r", *args, **kwargs):
+        if str(file).startswith(str(folder)) and any(c in mode for c in "wax+"):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", read_only_folder)
+    with pytest.raises(OutputError) as info:
+        AtomicCheckpointIO().save_checkpoint({"w": torch.ones(2)}, folder / "last.ckpt")
+    msg = str(info.value)
+    assert str(folder) in msg and "Permission denied" in msg and ".tmp" not in msg and "\n" not in msg
+    assert list(folder.iterdir()) == []

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +14,10 @@ import tifffile
 import torch
 from PIL import Image
 
+import src.upscale as upscale_module
 from src.checkpoint import load_checkpoint
 from src.upscale import Photo, main, read_photo, upscale_photo
+from tests.bad_images import png16, png_bit_depth
 from tests.conftest import ROOT, synthetic_photo
 from tests.test_checkpoint import make_ckpt
 
@@ -114,3 +118,131 @@ def test_cli_refuses_malicious_checkpoint(tmp_path):
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and not marker.exists()
     assert proc.stderr.strip().count("\n") == 0 and "evil.ckpt" in proc.stderr and "refused" in proc.stderr
+
+
+def _count_upscales(monkeypatch) -> list[int]:
+    calls: list[int] = []
+    real = upscale_module.upscale_photo
+    monkeypatch.setattr(upscale_module, "upscale_photo", lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
+def _error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.strip()]
+
+
+def test_two_inputs_for_one_output_name_are_refused_before_any_work(tmp_path, ckpt, capsys, monkeypatch):
+    calls = _count_upscales(monkeypatch)
+    for folder, seed in (("100", 0), ("101", 1)):
+        (tmp_path / "dcim" / folder).mkdir(parents=True)
+        synthetic_photo((12, 10), seed=seed).save(tmp_path / "dcim" / folder / "a.png")
+    out = tmp_path / "out"
+    assert main([str(tmp_path / "dcim" / "100"), str(tmp_path / "dcim" / "101"), "--ckpt", str(ckpt), "--out", str(out)]) == 2
+    err = _error_lines(capsys.readouterr().err)
+    assert len(err) == 1 and "100/a.png" in err[0] and "101/a.png" in err[0] and "a_x2.png" in err[0], err
+    # --ext maps a.png and a.jpg to one name.
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    synthetic_photo((12, 10), seed=2).save(mixed / "a.png")
+    synthetic_photo((12, 10), seed=3).save(mixed / "a.jpg")
+    assert main([str(mixed), "--ckpt", str(ckpt), "--out", str(out), "--ext", ".png"]) == 2
+    err = _error_lines(capsys.readouterr().err)
+    assert len(err) == 1 and "a.png" in err[0] and "a.jpg" in err[0], err
+    assert calls == [] and not out.exists()
+
+
+def test_out_that_is_an_input_is_refused_and_the_input_kept(tmp_path, ckpt, capsys, monkeypatch):
+    calls = _count_upscales(monkeypatch)
+    photo = tmp_path / "self.png"
+    synthetic_photo((12, 10), seed=0).save(photo)
+    before = photo.read_bytes()
+    assert main([str(photo), "--ckpt", str(ckpt), "--out", str(photo)]) == 2
+    err = _error_lines(capsys.readouterr().err)
+    assert len(err) == 1 and "self.png" in err[0] and "never overwrites an input" in err[0], err
+    # A folder upscaled into itself, holding a file named like another one's output (also through a link).
+    synthetic_photo((12, 10), seed=1).save(tmp_path / "self_x2.png")
+    (tmp_path / "link.png").symlink_to(photo)
+    assert main([str(tmp_path), "--ckpt", str(ckpt), "--out", str(tmp_path)]) == 2
+    assert "self_x2.png" in capsys.readouterr().err
+    assert main([str(photo), "--ckpt", str(ckpt), "--out", str(tmp_path / "link.png")]) == 2
+    assert photo.read_bytes() == before and calls == []
+
+
+def test_a_failed_write_leaves_the_earlier_output_whole(tmp_path, ckpt, monkeypatch):
+    photo, out = tmp_path / "p.png", tmp_path / "out"
+    synthetic_photo((12, 10), seed=0).save(photo)
+    assert main([str(photo), "--ckpt", str(ckpt), "--out", str(out)]) == 0
+    before = (out / "p_x2.png").read_bytes()
+
+    def dies_mid_write(self, fp, *args, **kwargs):
+        Path(fp).write_bytes(b"\x89PNG half an image")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", dies_mid_write)
+    assert main([str(photo), "--ckpt", str(ckpt), "--out", str(out)]) == 1
+    assert (out / "p_x2.png").read_bytes() == before
+    assert [p.name for p in out.iterdir()] == ["p_x2.png"]  # no temporary file left behind
+
+
+def test_unusable_out_is_refused_before_any_image_is_upscaled(tmp_path, ckpt, capsys, monkeypatch):
+    calls = _count_upscales(monkeypatch)
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        synthetic_photo((12, 10), seed=i).save(src / f"p{i}.png")
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    assert main([str(src), "--ckpt", str(ckpt), "--out", str(tmp_path / "notes.txt" / "out")]) == 2
+    err = _error_lines(capsys.readouterr().err)
+    assert len(err) == 1 and "notes.txt" in err[0] and "not a folder" in err[0], err
+    assert calls == []
+
+
+def _png16_all_filters(path: Path, arr: np.ndarray) -> None:
+    # Rows with each of PNG's five filters, as other encoders write them (the decoder must undo each).
+    h, w, c = arr.shape
+    rows = arr.astype(">u2").reshape(h, w * c).view(np.uint8).astype(int)
+    bpp, prev, data = 2 * c, np.zeros(rows.shape[1], int), b""
+    for y, row in enumerate(rows):
+        kind = y % 5
+        out = []
+        for x, v in enumerate(row):
+            a, b, cc = (row[x - bpp] if x >= bpp else 0), prev[x], (prev[x - bpp] if x >= bpp else 0)
+            p = a + b - cc
+            paeth = a if abs(p - a) <= abs(p - b) and abs(p - a) <= abs(p - cc) else b if abs(p - b) <= abs(p - cc) else cc
+            out.append((v - (0, a, b, (a + b) // 2, paeth)[kind]) % 256)
+        data += bytes([kind, *out])
+        prev = row
+
+    def chunk(k: bytes, d: bytes) -> bytes:
+        return struct.pack(">I", len(d)) + k + d + struct.pack(">I", zlib.crc32(k + d))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, {3: 2, 4: 6}[c], 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(data)) + chunk(b"IEND", b""))
+
+
+def test_16bit_rgb_png_stays_16bit(tmp_path, ckpt):
+    rng = np.random.default_rng(1)
+    rgb16 = rng.integers(0, 65536, (12, 10, 3), dtype=np.uint16)
+    png16(tmp_path / "c16.png", rgb16)
+    tifffile.imwrite(tmp_path / "c16.tif", rgb16, photometric="rgb")  # the 16-bit path that already worked
+    rgba16 = rng.integers(0, 65536, (12, 10, 4), dtype=np.uint16)
+    _png16_all_filters(tmp_path / "a16.png", rgba16)
+    np.testing.assert_array_equal(np.concatenate([(p := read_photo(tmp_path / "a16.png")).color, p.alpha], axis=2), rgba16)
+    np.testing.assert_array_equal(read_photo(tmp_path / "c16.png").color, rgb16)
+    ins = [str(tmp_path / n) for n in ("c16.png", "c16.tif", "a16.png")]
+    assert main([*ins, "--ckpt", str(ckpt), "--out", str(tmp_path / "o")]) == 0
+    assert png_bit_depth(tmp_path / "o" / "c16_x2.png") == (16, 2) and png_bit_depth(tmp_path / "o" / "a16_x2.png") == (16, 6)
+    out = read_photo(tmp_path / "o" / "c16_x2.png")
+    assert out.bits == 16 and out.color.shape == (24, 20, 3) and len(np.unique(out.color)) > 256
+    np.testing.assert_array_equal(out.color, tifffile.imread(tmp_path / "o" / "c16_x2.tif"))  # same as the TIFF route
+    assert read_photo(tmp_path / "o" / "a16_x2.png").alpha.dtype == np.uint16
+
+
+def test_animated_gif_is_refused_by_name(tmp_path, ckpt, capsys):
+    frames = [synthetic_photo((12, 10), seed=i) for i in range(3)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    frames[0].save(tmp_path / "still.gif")
+    assert main([str(tmp_path / "anim.gif"), str(tmp_path / "still.gif"), "--ckpt", str(ckpt), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "anim.gif: animated (3 frames)" in err
+    assert [p.name for p in (tmp_path / "o").iterdir()] == ["still_x2.gif"]

@@ -18,7 +18,7 @@ from src.data.crops import FlatImages
 from src.data.images import load_many
 from src.data.patches import EpochBatchSampler, EvalImages, PatchBatches
 from src.data.sample import sample_splits
-from src.data.splits import split_folder
+from src.data.splits import SPLITS, assign_splits, folder_images
 from src.data.store import open_store
 from src.errors import ConfigError, DataError
 
@@ -68,8 +68,31 @@ class SRDataModule(pl.LightningDataModule):
 
     @classmethod
     def from_folder(cls, root: str, val_fraction: float, test_fraction: float, **kwargs: Any) -> SRDataModule:
-        """Photos under ``root``, split by a stable hash of each path (see ``split_folder``)."""
-        return cls(split_folder(root, val_fraction, test_fraction), **kwargs)
+        """The readable photos under ``root``, split by a stable hash of each path (see ``assign_splits``).
+
+        Every file is decoded first and only the usable ones are split, so a corrupt or tiny file can
+        never leave val or test empty while good photos remain (each is decoded once: ``setup`` reuses them).
+        """
+        patch, min_eval = kwargs["patch_size"], 2 * kwargs["scale"]
+        paths = folder_images(root)
+        images, kept = load_many(paths, min_size=min_eval)
+        shape = {p: im.shape for p, im in zip(kept, images, strict=True)}
+        splits = assign_splits(kept, root, val_fraction, test_fraction, trainable=lambda p: min(shape[p][:2]) >= patch)
+        for p in [p for p in splits["train"] if min(shape[p][:2]) < patch]:
+            log.warning("skipping %s: %dx%d px is smaller than the %d px training patch", p, shape[p][1], shape[p][0], patch)
+        splits["train"] = [p for p in splits["train"] if min(shape[p][:2]) >= patch]
+        if not all(splits[s] for s in SPLITS):
+            usable = f"no readable image of at least {min_eval} px" if not kept else f"only {len(kept)} usable image(s)"
+            raise DataError(
+                f"data.root={root}: too few images: {usable} among {len(paths)} file(s) (the others are named above); "
+                f"a run needs at least 3: one of at least {patch} px for train, one each for val and test"
+            )
+        module = cls(splits, **kwargs)
+        by_path = dict(zip(kept, images, strict=True))
+        for split, split_paths in splits.items():
+            module._keep(split, [by_path[p] for p in split_paths], split_paths)
+        log.info("images: %s", {k: len(v) for k, v in module.images.items()})
+        return module
 
     @classmethod
     def from_sample(cls, train: list[str], val: list[str], test: list[str], **kwargs: Any) -> SRDataModule:
@@ -111,10 +134,13 @@ class SRDataModule(pl.LightningDataModule):
             if not images:
                 where = f" ({paths[0].parent})" if paths else ""
                 raise DataError(f"{split} split{where} has no readable image of at least {min_size} px")
-            # The train split as one flat buffer, the layout the batched cropper reads (a store's already is).
-            self.images[split] = FlatImages(images) if split == "train" else images
-            self.names[split] = [p.stem for p in kept]
+            self._keep(split, images, kept)
         log.info("images: %s", {k: len(v) for k, v in self.images.items()})
+
+    def _keep(self, split: str, images: list, paths: list[Path]) -> None:
+        # The train split as one flat buffer, the layout the batched cropper reads (a store's already is).
+        self.images[split] = FlatImages(images) if split == "train" else images
+        self.names[split] = [p.stem for p in paths]
 
     def train_dataloader(self) -> DataLoader:
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)

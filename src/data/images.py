@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,15 +18,42 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
+# Every reader enforces the pixel limit itself (open_image), up to Pillow's own hard stop at twice it;
+# Pillow's warning in between would only repeat that, without the file's name.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
 
 class ImageError(DataError):
     """One image file cannot be decoded; loaders skip it and report its name."""
 
 
+class PixelLimitError(ImageError):
+    """An image has more pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` (a decompression-bomb guard)."""
+
+
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """``Image.open`` under one pixel limit for every reader: ``PIL.Image.MAX_IMAGE_PIXELS`` (``None``: none).
+
+    Pillow alone only warns between the limit and twice it, so a 100-megapixel photo would pass one
+    reader and be refused by another. Raises :class:`ImageError` naming the file.
+    """
+    try:
+        im = Image.open(path)
+    except Image.DecompressionBombError as e:
+        raise PixelLimitError(f"{path}: skipped: {e}") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from None
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and im.width * im.height > limit:
+        im.close()
+        raise PixelLimitError(f"{path}: skipped: {im.width}x{im.height} px is over the limit of {limit} pixels")
+    return im
+
+
 def load_rgb(path: str | os.PathLike) -> np.ndarray:
     """Decode ``path`` to an ``(H, W, 3)`` uint8 array: EXIF orientation applied, 16-bit scaled to 8-bit."""
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             im = ImageOps.exif_transpose(im)
             if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
                 # 16-bit gray: Pillow's convert("RGB") would clip at 255 instead of scaling.
