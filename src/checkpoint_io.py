@@ -23,8 +23,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any | None = None) -> None:
-        if storage_options is not None:
-            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        if storage_options is not None or "://" in str(path):  # remote storage: Lightning's writer, as it comes
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
         path = Path(path)
 
         def write(tmp: Path) -> None:
