@@ -6,7 +6,18 @@ import pytest
 import torch
 
 from src.arch import CNNDeep, CNNSmall, Waifu2x
-from src.tiling import receptive_radius, sr_region, sr_whole, tile_margin, upscale_tensor
+from src.tiling import (
+    DEFAULT_TILE,
+    GPU_MEMORY_FRACTION,
+    auto_tile,
+    bytes_per_output_pixel,
+    prepare_net,
+    receptive_radius,
+    sr_region,
+    sr_whole,
+    tile_margin,
+    upscale_tensor,
+)
 
 
 def _random_net(cls, **kwargs):
@@ -59,3 +70,38 @@ def test_self_ensemble_tiled_and_symmetric():
     torch.testing.assert_close(upscale_tensor(net, lr, 2, tile=6, tta=True), whole, atol=1e-5, rtol=0)
     torch.testing.assert_close(flipped, whole, atol=1e-5, rtol=0)
     assert (whole - sr_whole(net, lr, 2)).abs().max() > 1e-4
+
+
+def test_auto_tile_keeps_tiles_on_the_cpu():
+    assert auto_tile(CNNDeep(), (3000, 4000), 2, torch.device("cpu")) == DEFAULT_TILE
+    assert auto_tile(CNNDeep(), (10, 10), 2, "cpu", "bf16") == DEFAULT_TILE
+
+
+def test_auto_tile_on_a_gpu_uses_free_memory(monkeypatch):
+    # No GPU needed: the policy only reads torch.cuda.mem_get_info.
+    net, cuda = CNNDeep(), torch.device("cuda", 0)
+    per_hr_px = bytes_per_output_pixel(net, "bf16")
+    assert per_hr_px == 2 * ((128 + 128) * 2 + 6 * 3 * 4)  # widest conv pair (128 -> 128) in bf16 + fp32 planes
+    assert bytes_per_output_pixel(net, "fp32") > per_hr_px
+    free = {"bytes": 100 * 2**30}
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free["bytes"], 2 * free["bytes"]))
+    assert auto_tile(net, (3000, 4000), 2, cuda, "bf16") is None  # 48 MP of output (~56 GB) fits in 60 % of 100 GB: one pass
+    free["bytes"] = 2 * 2**30
+    tile = auto_tile(net, (3000, 4000), 2, cuda, "bf16")
+    m = tile_margin(net, 2)
+    need = lambda side: (side + 2 * m) ** 2 * 4 * per_hr_px  # noqa: E731
+    budget = free["bytes"] * GPU_MEMORY_FRACTION
+    assert tile is not None and need(tile) <= budget < need(tile + 2)  # the largest tile that fits
+    assert auto_tile(net, (3000, 4000), 2, cuda, "fp32") < tile  # fp32 activations are twice as big
+    free["bytes"] = 1000
+    assert auto_tile(net, (3000, 4000), 2, cuda, "bf16") == 16
+
+
+def test_prepared_net_is_channels_last_and_tiles_still_match():
+    net = _random_net(CNNDeep)
+    lr = torch.rand(1, 3, 17, 22)
+    with torch.inference_mode():
+        whole = sr_whole(net, lr, 2)  # NCHW net
+    prepare_net(net)
+    assert net.body[0].weight.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(upscale_tensor(net, lr, 2, tile=7, device="cpu"), whole, atol=1e-5, rtol=0)
