@@ -5,10 +5,13 @@
     python -m src.evaluate ckpt_path=null scale=3                                   # bicubic baselines only
     python -m src.evaluate ckpt_path=CKPT image=photo.png                           # LR | bicubic | SR | HR panel
     python -m src.evaluate ckpt_path=CKPT image=small.jpg truth=false               # the photo is the LR input
+    python -m src.evaluate ckpt_path=CKPT device=cuda precision=fp32                # where and how the net runs
 
 Writes ``results.csv`` (one row per image), ``results.md`` (per-set tables and means) and
-``summary.json`` (means per set) to the run dir, logs every row, and logs the rows and means to W&B
-(offline by default; ``wandb=null`` to skip).
+``summary.json`` (means per set, and the device and precision the net ran in) to the run dir, logs
+every row, and logs the rows and means to W&B (offline by default; ``wandb=null`` to skip).
+``device`` (auto: CUDA, then MPS, then CPU) and ``precision`` (null: the device's default, see
+``src.devices``) choose where the net runs; ``tile: auto`` tiles by memory (``src.tiling.auto_tile``).
 
 The protocol (``../shared/README.md``): HR cropped to a multiple of the scale, LR by MATLAB-style
 bicubic ``imresize`` with uint8 rounding, output quantised to 8 bits, BT.601 luma (gray images: their
@@ -40,9 +43,10 @@ from PIL import Image, ImageDraw, ImageFont
 from src.checkpoint import LoadedModel, load_checkpoint
 from src.data.images import ImageError, list_images, load_rgb
 from src.degrade import downscale, imresize, upsample
+from src.devices import describe, resolve_precision, select_device
 from src.errors import ConfigError, DataError, user_error
 from src.metrics import psnr, quantize, shave, ssim_valid, to_y
-from src.tiling import DEFAULT_TILE, upscale_tensor
+from src.tiling import DEFAULT_TILE, auto_tile, upscale_tensor
 
 log = logging.getLogger(__name__)
 
@@ -80,26 +84,58 @@ def reference_bicubic(hr: torch.Tensor, scale: int) -> tuple[float, float]:
     return psnr(shave(up, scale), shave(y, scale)), ssim_valid(shave(up, scale), shave(y, scale))
 
 
-def super_resolve(model: LoadedModel, lr: torch.Tensor, tile: int | None, tta: bool = False) -> torch.Tensor:
-    """SR of an LR image ``(1, C, h, w)`` in [0, 1]; a gray image (C=1) goes through the RGB net and comes back gray."""
+Tile = int | str | None  # LR px per tile side; None or 0: one pass; "auto": src.tiling.auto_tile
+
+
+def super_resolve(
+    model: LoadedModel,
+    lr: torch.Tensor,
+    tile: Tile,
+    tta: bool = False,
+    device: torch.device | None = None,
+    precision: str = "fp32",
+) -> torch.Tensor:
+    """SR of an LR image ``(1, C, h, w)`` in [0, 1]; a gray image (C=1) goes through the RGB net and comes back gray.
+
+    The net runs on ``device`` (default: where it is) in ``precision``; the result is float32 on the CPU.
+    """
     gray = lr.shape[1] == 1
-    sr = upscale_tensor(model.net, lr.expand(-1, 3, -1, -1) if gray else lr, model.scale, tile, tta)
+    device = device or next(model.net.parameters()).device
+    if tile == "auto":
+        tile = auto_tile(model.net, tuple(lr.shape[-2:]), model.scale, device, precision, tta)
+    x = lr.expand(-1, 3, -1, -1) if gray else lr
+    sr = upscale_tensor(model.net, x, model.scale, tile, tta, device=device, precision=precision)
     return sr.mean(1, keepdim=True) if gray else sr
 
 
-def score_image(hr_uint8: np.ndarray, scale: int, model: LoadedModel | None, tile: int | None = DEFAULT_TILE) -> dict[str, float]:
+def score_image(
+    hr_uint8: np.ndarray,
+    scale: int,
+    model: LoadedModel | None,
+    tile: Tile = DEFAULT_TILE,
+    device: torch.device | None = None,
+    precision: str = "fp32",
+) -> dict[str, float]:
     """All metrics of one HR image ``(H, W, C)`` uint8: model (if any), bicubic of the same LR, reference bicubic."""
     hr = modcrop(torch.from_numpy(hr_uint8).permute(2, 0, 1)[None].double() / 255, scale)
     lr = downscale(hr, scale)
     row = dict(zip(("bicubic_psnr_y", "bicubic_ssim_y"), _scores(upsample(lr, scale, "bicubic"), hr, scale), strict=True))
     row.update(zip(("ref_bicubic_psnr_y", "ref_bicubic_ssim_y"), reference_bicubic(hr, scale), strict=True))
     if model is not None:
-        row.update(zip(("psnr_y", "ssim_y"), _scores(super_resolve(model, lr.float(), tile), hr, scale), strict=True))
+        sr = super_resolve(model, lr.float(), tile, device=device, precision=precision)
+        row.update(zip(("psnr_y", "ssim_y"), _scores(sr, hr, scale), strict=True))
     return row
 
 
 # --- benchmark folders ------------------------------------------------------------------------------
-def evaluate_folders(roots: list[str], scale: int, model: LoadedModel | None, tile: int | None) -> list[dict[str, Any]]:
+def evaluate_folders(
+    roots: list[str],
+    scale: int,
+    model: LoadedModel | None,
+    tile: Tile,
+    device: torch.device | None = None,
+    precision: str = "fp32",
+) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for root in roots:
         paths = list_images(root)
@@ -114,7 +150,8 @@ def evaluate_folders(roots: list[str], scale: int, model: LoadedModel | None, ti
             if min(hr.shape[:2]) < 2 * scale + 11:  # after shaving, SSIM needs one 11x11 window
                 log.warning("skipping %s: %dx%d px is too small for x%d", p, hr.shape[1], hr.shape[0], scale)
                 continue
-            row = {"set": Path(root).name, "image": p.stem, "scale": scale, **score_image(hr, scale, model, tile)}
+            scores = score_image(hr, scale, model, tile, device, precision)
+            row = {"set": Path(root).name, "image": p.stem, "scale": scale, **scores}
             log.info("%s/%s: %s", row["set"], row["image"], ", ".join(f"{k}={row[k]:.4f}" for k in METRICS if k in row))
             rows.append(row)
     return rows
@@ -141,8 +178,10 @@ def markdown(rows: list[dict[str, Any]], means: dict[str, dict[str, float]], tit
     return "\n".join(out)
 
 
-def write_results(out_dir: Path, rows: list[dict[str, Any]], title: str) -> dict[str, dict[str, float]]:
-    """results.csv, results.md and summary.json (set means) in ``out_dir``."""
+def write_results(
+    out_dir: Path, rows: list[dict[str, Any]], title: str, extra: dict[str, Any] | None = None
+) -> dict[str, dict[str, float]]:
+    """results.csv, results.md and summary.json (set means, plus ``extra``) in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     with (out_dir / "results.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -150,7 +189,7 @@ def write_results(out_dir: Path, rows: list[dict[str, Any]], title: str) -> dict
         writer.writerows(rows)
     means = set_means(rows)
     (out_dir / "results.md").write_text(markdown(rows, means, title))
-    summary = {"title": title, "scale": rows[0]["scale"], "sets": means}
+    summary = {"title": title, "scale": rows[0]["scale"], **(extra or {}), "sets": means}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return means
 
@@ -191,14 +230,23 @@ def panel(columns: list[tuple[str, torch.Tensor]]) -> Image.Image:
     return out
 
 
-def evaluate_image(path: Path, model: LoadedModel, truth: bool, tile: int | None, tta: bool, out_dir: Path) -> Path:
+def evaluate_image(
+    path: Path,
+    model: LoadedModel,
+    truth: bool,
+    tile: Tile,
+    tta: bool,
+    out_dir: Path,
+    device: torch.device | None = None,
+    precision: str = "fp32",
+) -> Path:
     """Write ``<stem>_x<scale>_panel.png``: LR | bicubic | SR (| HR when ``truth``), metrics in the captions."""
     s = model.scale
     img = torch.from_numpy(read_hr(path)).permute(2, 0, 1)[None].double() / 255
     hr = modcrop(img, s) if truth else None
     lr = downscale(hr, s) if truth else img
     bicubic = upsample(lr, s, "bicubic")
-    sr = super_resolve(model, lr.float(), tile, tta)
+    sr = super_resolve(model, lr.float(), tile, tta, device, precision)
     lr_big = F.interpolate(lr, scale_factor=s, mode="nearest")
     if hr is None:
         columns = [(f"LR (nearest x{s})", lr_big), ("bicubic", bicubic), (model.name, sr)]
@@ -224,10 +272,21 @@ def _roots(root: Any) -> list[str]:
     return [str(root)]
 
 
+def _tile(value: Any) -> Tile:
+    if value is None or value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        return value
+    raise ConfigError(f"tile={value}: use auto, a number of LR px per tile side, or 0/null for one pass")
+
+
 def evaluate(cfg: DictConfig) -> Path:
     """Run what ``cfg`` asks for; return the file written (the panel, or results.md)."""
     out_dir = Path(cfg.paths.output_dir)
+    device = select_device(cfg.get("device"), option="device")
+    precision = resolve_precision(cfg.get("precision"), device, option="precision")
+    tile = _tile(cfg.tile)
     model = load_checkpoint(cfg.ckpt_path) if cfg.ckpt_path else None
+    if model is not None:
+        log.info("net on %s", describe(device, precision))
     scale = cfg.scale or (model.scale if model else None)
     if scale is None:
         raise ConfigError("scale: give scale=2|3|4 when ckpt_path=null (bicubic baselines only)")
@@ -239,15 +298,16 @@ def evaluate(cfg: DictConfig) -> Path:
         path = Path(cfg.image)
         if not path.is_file():
             raise ConfigError(f"image={path}: no such file")
-        dest = evaluate_image(path, model, bool(cfg.truth), cfg.tile, bool(cfg.tta), out_dir)
+        dest = evaluate_image(path, model, bool(cfg.truth), tile, bool(cfg.tta), out_dir, device, precision)
         print(dest)
         return dest
-    rows = evaluate_folders(_roots(cfg.data.root), int(scale), model, cfg.tile)
+    rows = evaluate_folders(_roots(cfg.data.root), int(scale), model, tile, device, precision)
     if not rows:
         raise DataError(f"data.root={cfg.data.root}: no usable images")
     name = f"{model.name if model else 'bicubic'} x{scale}"
-    title = name + (f" ({model.path})" if model else "")
-    means = write_results(out_dir, rows, title)
+    title = name + (f" ({model.path}; {describe(device, precision)})" if model else "")
+    extra = {"device": str(device), "precision": precision} if model else {}
+    means = write_results(out_dir, rows, title, extra)
     if cfg.get("wandb"):
         # After the files, so W&B trouble never costs the results; the run id joins the summary.
         run_id = log_to_wandb(cfg.wandb, rows, means, f"evaluate {name}", ["evaluate", name.split()[0], f"x{scale}"])

@@ -2,12 +2,17 @@
 
     python -m src.export --ckpt model.ckpt --out model.onnx
     python -m src.export --ckpt model.ckpt --out model.onnx --opset 18
+    python -m src.export --ckpt model.ckpt --out model.onnx --device cuda       # parity against the net on a GPU
 
 The graph takes ``lr`` (N, 3, h, w) float in [0, 1] and returns ``sr`` (N, 3, h*scale, w*scale),
 unclamped, the same as ``src.tiling.sr_whole``. The pre-upsampling is part of the graph:
 src.degrade resizes with size-dependent matrices (not exportable for dynamic sizes), so here the
 MATLAB bicubic kernel is written as its ``scale**2`` fixed 5x5 phase filters + pixel shuffle, which
 is the same linear map (edge replication included) for any size.
+
+After writing, a parity check runs the file in onnxruntime (CPU) and the PyTorch pipeline
+(``sr_whole``, fp32) on ``--device`` on one odd-sized random LR image, prints the largest
+difference and fails (status 1) above ``PARITY_ATOL``; ``--no-check`` skips it.
 """
 
 from __future__ import annotations
@@ -23,8 +28,14 @@ from torch import nn
 
 from src.checkpoint import load_checkpoint
 from src.degrade import resize_matrix
+from src.devices import DEVICE_CHOICES, describe, select_device
 from src.errors import SrlabError
 from src.metrics import to_y
+from src.tiling import sr_whole
+
+# Largest |onnxruntime - PyTorch| accepted on [0, 1] images: two fp32 pipelines that order their sums
+# differently agree to ~1e-6 here; a wrong graph is off by far more than 1e-4.
+PARITY_ATOL = 1e-4
 
 
 class BicubicUp(nn.Module):
@@ -87,17 +98,49 @@ def export_onnx(ckpt: str | Path, out: str | Path, opset: int = 17) -> Path:
     return out
 
 
+def parity(onnx_path: str | Path, ckpt: str | Path, device: torch.device, size: tuple[int, int] = (37, 29)) -> float:
+    """Largest |onnxruntime - PyTorch fp32 on ``device``| over one random LR image of ``size`` (h, w)."""
+    import onnxruntime as ort
+
+    model = load_checkpoint(ckpt)
+    net = model.net.to(device)
+    lr = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        ref = sr_whole(net, lr.to(device), model.scale, "fp32").cpu().numpy()
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    out = session.run(None, {"lr": lr.numpy()})[0]
+    if out.shape != ref.shape:
+        return float("inf")
+    return float(abs(out - ref).max())
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m src.export", description="Export an srlab checkpoint to ONNX (dynamic H/W).")
     p.add_argument("--ckpt", required=True, type=Path, help="checkpoint written by src.train")
     p.add_argument("--out", required=True, type=Path, help="the .onnx file to write")
     p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--device", default="auto", help=f"PyTorch side of the parity check: {DEVICE_CHOICES} (default auto)")
+    p.add_argument("--no-check", action="store_true", help="skip the onnxruntime parity check")
     args = p.parse_args(argv)
     try:
-        print(export_onnx(args.ckpt, args.out, args.opset))
+        device = None if args.no_check else select_device(args.device)
+        path = export_onnx(args.ckpt, args.out, args.opset)
     except SrlabError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    print(path)
+    if device is None:
+        return 0
+    try:
+        diff = parity(path, args.ckpt, device)
+    except ImportError:
+        print("note: parity check skipped: onnxruntime is not installed", file=sys.stderr)
+        return 0
+    where = describe(device, "fp32")
+    if not diff <= PARITY_ATOL:
+        print(f"error: {path}: onnxruntime differs from PyTorch on {where} by {diff:.3g} (> {PARITY_ATOL})", file=sys.stderr)
+        return 1
+    print(f"parity: max |onnxruntime - PyTorch on {where}| = {diff:.2g} (<= {PARITY_ATOL})")
     return 0
 
 

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from src.checkpoint import load_checkpoint
+from src.devices import default_precision, select_device
 from src.errors import DataError
 from src.evaluate import evaluate_folders, evaluate_image, read_hr, score_image
 from tests.conftest import ROOT, synthetic_photo
@@ -44,8 +46,14 @@ def test_cli_scores_several_sets_to_csv_and_markdown(tmp_path, ckpt):
     assert [(r["set"], r["image"]) for r in rows] == [("SetA", "gray"), ("SetA", "photo"), ("SetB", "other")]
     md = (run / "results.md").read_text()
     assert "## SetA" in md and "## SetB" in md and "mean (2)" in md and "mean (1)" in md
+    # The net ran where auto chose, in that device's default precision, and the summary says so.
+    summary = json.loads((run / "summary.json").read_text())
+    device = select_device("auto")
+    assert (summary["device"], summary["precision"]) == (str(device), default_precision(device))
+    assert f"{summary['device']} (" in md.splitlines()[0]
     # The CLI's numbers are the library's (nothing lost in formatting).
-    expected = score_image(read_hr(a / "photo.png"), 2, load_checkpoint(ckpt))
+    model = load_checkpoint(ckpt)
+    expected = score_image(read_hr(a / "photo.png"), 2, model, "auto", device, summary["precision"])
     for key, value in expected.items():
         assert float(rows[1][key]) == pytest.approx(value, abs=1e-9)
     assert np.isfinite([float(rows[0][k]) for k in expected]).all()
@@ -57,6 +65,13 @@ def test_cli_scores_several_sets_to_csv_and_markdown(tmp_path, ckpt):
 def test_bad_checkpoint_and_folder_give_one_line_errors(tmp_path, ckpt):
     proc = _evaluate(f"ckpt_path={tmp_path / 'missing.ckpt'}", f"hydra.run.dir={tmp_path / 'r1'}")
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "missing.ckpt" in proc.stderr
+    for option, what in [("device=gpu", "device=gpu: not a device"), ("precision=fp8", "precision=fp8: not a precision")]:
+        proc = _evaluate(f"ckpt_path={ckpt}", option, f"hydra.run.dir={tmp_path / 'r2'}")
+        assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith(f"error: {what}")
+    if not torch.cuda.is_available():
+        proc = _evaluate(f"ckpt_path={ckpt}", "device=cuda", f"hydra.run.dir={tmp_path / 'r3'}")
+        assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
+        assert proc.stderr.startswith("error: device=cuda: CUDA is not available")
     with pytest.raises(DataError, match="nowhere"):
         evaluate_folders([str(tmp_path / "nowhere")], 2, None, None)
 

@@ -9,7 +9,7 @@ import torch
 
 from src.checkpoint import load_checkpoint
 from src.degrade import upsample
-from src.export import BicubicUp, main
+from src.export import PARITY_ATOL, BicubicUp, main, parity
 from src.tiling import sr_whole
 from tests.test_checkpoint import make_ckpt
 
@@ -21,9 +21,11 @@ def test_conv_bicubic_equals_matlab_resize(scale):
 
 
 @pytest.mark.parametrize(("target", "scale"), [("src.arch.CNNSmall", 3), ("src.arch.Waifu2x", 2)])
-def test_onnxruntime_matches_pytorch_at_two_sizes(tmp_path, target, scale):
+def test_onnxruntime_matches_pytorch_at_two_sizes(tmp_path, target, scale, capsys):
     ckpt = make_ckpt(tmp_path / "m.ckpt", target=target, scale=scale)
-    assert main(["--ckpt", str(ckpt), "--out", str(tmp_path / "m.onnx")]) == 0
+    assert main(["--ckpt", str(ckpt), "--out", str(tmp_path / "m.onnx"), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "parity: max |onnxruntime - PyTorch on cpu (" in out and ", fp32| = " in out
     net = load_checkpoint(ckpt).net
     session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     for h, w in [(17, 23), (30, 12)]:  # neither is the export example's size: H and W are dynamic
@@ -38,3 +40,21 @@ def test_onnxruntime_matches_pytorch_at_two_sizes(tmp_path, target, scale):
 def test_bad_checkpoint_is_one_line(tmp_path, capsys):
     assert main(["--ckpt", str(tmp_path / "none.ckpt"), "--out", str(tmp_path / "m.onnx")]) == 2
     assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+def test_parity_check_catches_a_graph_of_another_net(tmp_path, capsys):
+    a, b = make_ckpt(tmp_path / "a.ckpt", seed=0), make_ckpt(tmp_path / "b.ckpt", seed=1)
+    assert main(["--ckpt", str(a), "--out", str(tmp_path / "a.onnx"), "--no-check"]) == 0
+    assert "parity:" not in capsys.readouterr().out
+    assert parity(tmp_path / "a.onnx", a, torch.device("cpu")) <= PARITY_ATOL
+    assert parity(tmp_path / "a.onnx", b, torch.device("cpu")) > 100 * PARITY_ATOL
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda"])
+def test_bad_or_missing_device_is_one_line(tmp_path, capsys, monkeypatch, device):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    ckpt = make_ckpt(tmp_path / "m.ckpt")
+    assert main(["--ckpt", str(ckpt), "--out", str(tmp_path / "m.onnx"), "--device", device]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().count("\n") == 0 and err.startswith(f"error: --device={device}: ")
+    assert not (tmp_path / "m.onnx").exists()  # refused before any work
