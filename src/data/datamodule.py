@@ -84,7 +84,7 @@ class SRDataModule(pl.LightningDataModule):
         if not all(splits[s] for s in SPLITS):
             usable = f"no readable image of at least {min_eval} px" if not kept else f"only {len(kept)} usable image(s)"
             raise DataError(
-                f"data.root={root}: too few images: {usable} among {len(paths)} file(s) (the others are named above); "
+                f"data.root={root}: too few images: {usable} among {len(paths)} file(s) (skipped ones are named above); "
                 f"a run needs at least 3: one of at least {patch} px for train, one each for val and test"
             )
         module = cls(splits, **kwargs)
