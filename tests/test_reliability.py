@@ -1,5 +1,6 @@
 """Runs survive faults: SIGKILL mid-epoch, a kill during a save, a killed sweep, divergence, bad checkpoints."""
 
+import csv
 import os
 import pickle
 import subprocess
@@ -33,6 +34,11 @@ def train_with_env(run_dir: Path, env: dict, *overrides: str) -> subprocess.Comp
     return subprocess.run(cmd, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
 
 
+def fit_timer_state(ckpt: Path) -> dict:
+    states = torch.load(ckpt, weights_only=True)["callbacks"]
+    return next(v for k, v in states.items() if k.startswith("FitTimer"))
+
+
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
 
@@ -44,12 +50,23 @@ def test_sigkill_mid_epoch_then_resume_gives_bitwise_identical_weights(tmp_path,
     kill_at = steps_per_epoch + 6  # mid-epoch 2, two steps after the checkpoint at a multiple of 4
     killed = train_with_env(tmp_path / "killed", {"SRLAB_KILL_AT_STEP": str(kill_at)}, *args)
     assert killed.returncode == -9 and not (tmp_path / "killed" / "summary.json").exists()
+    before_kill = fit_timer_state(tmp_path / "killed" / "checkpoints" / "last.ckpt")
     resumed = run_train(tmp_path / "ignored", f"resume={tmp_path / 'killed'}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stdout + resumed.stderr
     a, b = weights(tmp_path / "whole"), weights(tmp_path / "killed")
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert read_summary(tmp_path / "killed")["steps"] == read_summary(tmp_path / "whole")["steps"]
+    whole, done = read_summary(tmp_path / "whole"), read_summary(tmp_path / "killed")
+    assert done["steps"] == whole["steps"]
+    # The run's training time is the sum over both launches; each launch is recorded, in order.
+    assert done["fit_seconds"] > before_kill["fit_seconds"] > 0
+    first, second = done["launches"]
+    assert done["started_at"] == first["start"] < second["start"] < done["ended_at"]
+    # The epoch resumed mid-way is timed from the resume, not from the clock's zero.
+    rows = csv.DictReader((tmp_path / "killed" / "metrics.csv").open())
+    epoch_times = [float(r["time/epoch_train_s"]) for r in rows if r.get("time/epoch_train_s")]
+    assert epoch_times and max(epoch_times) < done["fit_seconds"]
+    assert done["patches_per_second"] > whole["patches_per_second"] / 5
 
 
 def test_sigkill_of_a_ddp_run_then_resume_matches_the_uninterrupted_ddp_run(tmp_path, photos):
