@@ -192,3 +192,19 @@ def test_cli_reports_and_errors(mixed_dir, tmp_path):
     r = subprocess.run([sys.executable, "-m", "src.data.prepare", str(tmp_path / "nope"), str(tmp_path / "s2")], cwd=ROOT,
                        capture_output=True, text=True, timeout=120)  # fmt: skip
     assert r.returncode == 2 and r.stderr.strip() == f"error: {tmp_path / 'nope'}: no such photo directory"
+
+
+def test_a_second_prepare_on_a_store_being_written_is_refused(mixed_dir, tmp_path):
+    store = tmp_path / "store"
+    store.mkdir()
+    hold = f"import filelock, time; lock = filelock.FileLock({str(store / '.lock')!r}); lock.acquire(); print('held', flush=True); time.sleep(60)"  # noqa: E501
+    holder = subprocess.Popen([sys.executable, "-c", hold], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(DataError, match="another prepare is writing this store"):
+            prepare(mixed_dir, store, max_side=None, **OPTS)
+    finally:
+        holder.kill()
+        holder.wait()
+    prepare(mixed_dir, store, max_side=None, **OPTS)  # the lock went with its process
+    assert (store / "index.json").is_file()

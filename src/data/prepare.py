@@ -18,7 +18,6 @@ recognised by their hash and never decoded again.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import hashlib
 import os
 import sys
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from filelock import FileLock, Timeout
 from PIL import Image
 from tqdm import tqdm
 
@@ -88,20 +88,15 @@ def _in_order(pool: ThreadPoolExecutor, fn, items: list, ahead: int) -> Iterator
         yield it, fut.result()
 
 
-class _Lock:
-    """An exclusive lock on the store: two prepares writing one store would interleave their pixels."""
-
-    def __init__(self, root: Path) -> None:
-        self.fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self.fd)
-            raise DataError(f"{root}: another prepare is writing this store") from None
-
-    def release(self) -> None:
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)
+def _lock(root: Path) -> FileLock:
+    """An exclusive lock on the store (two prepares writing one store would interleave their pixels);
+    filelock (a torch dependency) works on Windows too."""
+    lock = FileLock(root / ".lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise DataError(f"{root}: another prepare is writing this store") from None
+    return lock
 
 
 def _open_index(store: Path, options: dict[str, Any]) -> dict[str, Any]:
@@ -152,7 +147,7 @@ def prepare(
         raise DataError(f"--val-fraction {val_fraction} --test-fraction {test_fraction}: need 0 <= each, sum < 1")
     options = {"max_side": max_side, "min_size": min_size, "val_fraction": val_fraction, "test_fraction": test_fraction}
     store.mkdir(parents=True, exist_ok=True)
-    lock = _Lock(store)
+    lock = _lock(store)
     try:
         index = _open_index(store, options)
         _truncate_to_index(store, index)
