@@ -25,6 +25,7 @@ from torch import nn
 from src.errors import ConfigError, SrlabError
 
 ALLOWED_PREFIX = "src.arch."
+MODEL_FILE_FORMAT = "srlab-model/1"  # src/model_file.py writes it
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +104,13 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedModel:
         raise CheckpointError(f"{path}: not a readable checkpoint (not a well-formed pickle)") from None
     except Exception as e:  # corrupt bytes can fail anywhere in the unpickler (IndexError, KeyError, ...)
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
-    hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
-    state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
+    if isinstance(ckpt, dict) and ckpt.get("format") == MODEL_FILE_FORMAT:  # a model file (src/model_file.py)
+        hp = {k: ckpt.get(k) for k in ("name", "net", "scale")}
+        weights = ckpt.get("weights")
+        state = {f"net.{k}": v for k, v in weights.items()} if isinstance(weights, dict) else None
+    else:  # a Lightning checkpoint of src.train
+        hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+        state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
     if not isinstance(hp, dict) or not isinstance(hp.get("net"), dict) or not isinstance(state, dict):
         raise CheckpointError(f"{path}: not an srlab checkpoint (no hyper_parameters.net / state_dict)")
     net_cfg = dict(hp["net"])
@@ -125,6 +131,24 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedModel:
         raise CheckpointError(f"{path}: the weights do not fit {cls.__name__} ({first[:160]})") from None
     net.eval().requires_grad_(False)
     return LoadedModel(net=net, scale=scale, name=str(hp.get("name", cls.__name__)), path=path)
+
+
+def load_model(ckpt: str | os.PathLike | None, model: str | None = None, scale: int | None = None) -> LoadedModel:
+    """The net of a checkpoint or model file (``ckpt``), or a bundled model (``model`` at ``scale``, default 2)."""
+    from src.model_file import bundled_file, bundled_models
+
+    bundled = f"bundled: {', '.join(bundled_models()) or 'none'}"
+    if ckpt and model:
+        raise CheckpointError(f"--ckpt {ckpt} and --model {model}: give one of them, not both")
+    if not (ckpt or model):
+        raise CheckpointError(f"no model: give --ckpt <checkpoint or model file>, or --model <name> [--scale N] ({bundled})")
+    path = bundled_file(model, scale or 2) if model else Path(ckpt)
+    if model and not path.is_file():
+        raise CheckpointError(f"--model {model} --scale {scale or 2}: no such bundled model ({bundled})")
+    loaded = load_checkpoint(path)
+    if scale is not None and loaded.scale != scale:
+        raise CheckpointError(f"--ckpt {ckpt} holds a x{loaded.scale} model, not x{scale} (--scale picks a bundled model)")
+    return loaded
 
 
 def resumable_step(path: Path) -> int | None:

@@ -26,7 +26,7 @@ from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src.callbacks.fit_timer import FitTimer, device_name
-from src.checkpoint import load_checkpoint
+from src.checkpoint import LoadedModel, load_checkpoint, load_model
 from src.config_checks import check_train_config
 from src.errors import ConfigError, user_error
 from src.report_table import format_summary
@@ -58,13 +58,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         # Lightning's DDP launcher re-runs sys.argv, which in a Ray worker is Ray's, not this job's command.
         raise ConfigError("trainer=ddp inside a Ray job is not supported: Ray gives each job one GPU; "
                           "run DDP without hydra/launcher=ray_gpus (e.g. the default launcher or slurm_gpus)")
+    # Validate before any work: weights-only, an srlab net, and the configured one.
     if cfg.ckpt_path:
-        # Validate before any work: weights-only, an srlab net, and the configured one.
-        loaded = load_checkpoint(cfg.ckpt_path)
-        if type(loaded.net).__name__ != cfg.model.net._target_.rsplit(".", 1)[-1] or loaded.scale != cfg.data.scale:
-            raise ConfigError(
-                f"ckpt_path={cfg.ckpt_path}: holds {loaded.name} x{loaded.scale}, not {cfg.model.name} x{cfg.data.scale}"
-            )
+        _same_model(load_checkpoint(cfg.ckpt_path), cfg, f"ckpt_path={cfg.ckpt_path}")
+    init = None
+    if cfg.init:
+        init = load_model(None, cfg.model.name, cfg.data.scale) if cfg.init == "bundled" else load_checkpoint(cfg.init)
+        _same_model(init, cfg, f"init={cfg.init}")
     _quiet_library_noise()
     pl.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
@@ -74,6 +74,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         optimizer=hydra.utils.instantiate(cfg.optimizer),
         scheduler=hydra.utils.instantiate(cfg.scheduler) if cfg.scheduler else None,
     )
+    if init is not None:
+        model.net.load_state_dict(init.net.state_dict())
+        log.info("starting from the weights of %s", init.path)
     # Lightning refuses a progress-bar callback when the bar is switched off.
     callbacks = [
         hydra.utils.instantiate(c)
@@ -144,6 +147,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         else:
             lg.finalize("success")
     return summary
+
+
+def _same_model(loaded: LoadedModel, cfg: DictConfig, option: str) -> None:
+    if type(loaded.net).__name__ != cfg.model.net._target_.rsplit(".", 1)[-1] or loaded.scale != cfg.data.scale:
+        raise ConfigError(f"{option}: holds {loaded.name} x{loaded.scale}, not {cfg.model.name} x{cfg.data.scale}")
 
 
 def write_summary(out_dir: Path, summary: dict[str, Any]) -> None:
