@@ -17,8 +17,12 @@ CPUS_PER_JOB = $(if $(filter all,$(GPUS)),1,$(shell echo $$(( $(NPROC) / $(GPUS)
 SWEEP_LAUNCHER = $(if $(GPUS),hydra/launcher=ray_gpus hydra.launcher.ray.remote.num_cpus=$(CPUS_PER_JOB) \
 	$(if $(filter all,$(GPUS)),,hydra.launcher.ray.init.num_gpus=$(GPUS)),)
 SWEEP ?=
+# The bundled models (src/pretrained/): `make pretrained DATA=<folder of photos>` retrains each with the
+# recipe of conf/experiment/pretrained.yaml and packs it; their cards (docs/models.md) name T91 + BSD200.
+DATA ?=
+PRETRAINED = cnn_deep:2 cnn_deep:3 cnn_deep:4 cnn_small:2 cnn_medium:2 waifu2x:2
 
-.PHONY: help install train test lint clean sweep report compare
+.PHONY: help install train test lint clean sweep report compare pretrained
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -50,6 +54,12 @@ report: install  ## (re)write the report of the latest sweep (or SWEEP=<dir>)
 
 compare: install  ## open W&B's terminal dashboard (wandb leet) on the latest sweep (or SWEEP=<dir>)
 	$(VENV)/bin/wandb leet $$($(PY) -m src.report --wandb-dir $(SWEEP))
+
+pretrained: install  ## retrain and pack the bundled models (DATA=<folder of photos>)
+	@test -n "$(DATA)" || { echo "error: give DATA=<folder of photos> (the bundled models trained on T91 + BSD200)" >&2; exit 2; }
+	@for spec in $(PRETRAINED); do m=$${spec%:*}; s=$${spec#*:}; run=outputs/pretrained/$${m}_x$$s; \
+	  $(PY) -m src.train experiment=pretrained model=$$m data.scale=$$s data.root=$(DATA) hydra.run.dir=$$run \
+	  && $(PY) -m src.model_file $$run --out src/pretrained/$${m}_x$$s.pt || exit 1; done
 
 test: $(VENV)/.installed-dev $(VENV)/.installed-sweep $(VENV)/.installed-export $(VENV)/.installed-ray  ## run the test suite
 	$(PY) -m pytest $(ARGS)
