@@ -25,7 +25,7 @@ def glibc() -> ctypes.CDLL | None:
 
 
 class HeapByPhase(pl.Callback):
-    """Sets glibc's malloc thresholds for each phase of a CPU run (no-op without glibc).
+    """Sets glibc's malloc thresholds for each phase of a CPU run (no-op without glibc, and on GPU runs).
 
     Training allocates the same few tensors every step. glibc's defaults serve tensors above its
     mmap threshold from fresh mappings and trim the heap top after frees, so each step page-faults
@@ -53,6 +53,13 @@ class HeapByPhase(pl.Callback):
             self._libc.mallopt(param, value)
         if trim:
             self._libc.malloc_trim(0)
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if trainer.strategy.root_device.type != "cpu":
+            self._libc = None  # a GPU run's activations live on the device: the host heap is not the hot path
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.apply(self.train, trim=False)  # also for an epoch resumed mid-way (no on_train_epoch_start)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.apply(self.train, trim=False)
