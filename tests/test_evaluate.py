@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import DictConfig
 from PIL import Image
 
 from src.checkpoint import load_checkpoint
 from src.devices import default_precision, select_device
-from src.errors import DataError
-from src.evaluate import evaluate_folders, evaluate_image, read_hr, score_image
+from src.errors import ConfigError, DataError
+from src.evaluate import evaluate, evaluate_folders, evaluate_image, read_hr, score_image
 from tests.conftest import ROOT, synthetic_photo
 from tests.test_checkpoint import make_ckpt
 
@@ -24,6 +25,14 @@ from tests.test_checkpoint import make_ckpt
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
     return make_ckpt(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt")
+
+
+def _config(*overrides: str) -> DictConfig:
+    """conf/evaluate.yaml with ``overrides``, as ``python -m src.evaluate`` composes it."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="evaluate", overrides=list(overrides))
 
 
 def _evaluate(*overrides: str) -> subprocess.CompletedProcess:
@@ -65,13 +74,16 @@ def test_cli_scores_several_sets_to_csv_and_markdown(tmp_path, ckpt):
 def test_bad_checkpoint_and_folder_give_one_line_errors(tmp_path, ckpt):
     proc = _evaluate(f"ckpt_path={tmp_path / 'missing.ckpt'}", f"hydra.run.dir={tmp_path / 'r1'}")
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "missing.ckpt" in proc.stderr
+    # The device and precision options: one line through the CLI, and each refusal in-process.
+    gpu = "cuda" if not torch.cuda.is_available() else "cuda:99"
+    proc = _evaluate(f"ckpt_path={ckpt}", f"device={gpu}", f"hydra.run.dir={tmp_path / 'r2'}")
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith(f"error: device={gpu}: ")
     for option, what in [("device=gpu", "device=gpu: not a device"), ("precision=fp8", "precision=fp8: not a precision")]:
-        proc = _evaluate(f"ckpt_path={ckpt}", option, f"hydra.run.dir={tmp_path / 'r2'}")
-        assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith(f"error: {what}")
-    if not torch.cuda.is_available():
-        proc = _evaluate(f"ckpt_path={ckpt}", "device=cuda", f"hydra.run.dir={tmp_path / 'r3'}")
-        assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
-        assert proc.stderr.startswith("error: device=cuda: CUDA is not available")
+        with pytest.raises(ConfigError, match=f"^{what}"):
+            evaluate(_config(f"ckpt_path={ckpt}", option, f"paths.output_dir={tmp_path / 'r3'}"))
+    with pytest.raises(ConfigError, match="^tile=-3: use auto"):
+        evaluate(_config(f"ckpt_path={ckpt}", "tile=-3", f"paths.output_dir={tmp_path / 'r3'}"))
+    assert not (tmp_path / "r3").exists()  # refused before any work
     with pytest.raises(DataError, match="nowhere"):
         evaluate_folders([str(tmp_path / "nowhere")], 2, None, None)
 
