@@ -91,12 +91,26 @@ def if_null(value: object, default: object) -> object:
     return default if value is None else value
 
 
+def train_precision(accelerator: str) -> str:
+    """Lightning's precision for training on ``accelerator``: the fastest of bf16-mixed, 16-mixed and 32-true
+    within reach of fp32 on that device (src/devices.py: bf16 only where it is native; fp32 elsewhere)."""
+    from src.devices import default_precision, select_device
+
+    spec = {"gpu": "cuda", "cuda": "cuda", "mps": "mps", "cpu": "cpu"}.get(str(accelerator), "auto")
+    try:
+        device = select_device(spec)
+    except Exception:  # the Trainer itself says that the accelerator is missing, in its own words
+        device = select_device("cpu")
+    return {"bf16": "bf16-mixed", "fp16": "16-mixed", "fp32": "32-true"}[default_precision(device)]
+
+
 def register_resolvers() -> None:
     from src.wandb_logger import settings_group
 
     resolvers = (
         ("sweep_dir", sweep_dir), ("sweep_name", sweep_name), ("run_name", run_name), ("sqlite_in", sqlite_in),
         ("output_subdir", output_subdir), ("if_null", if_null), ("settings_group", lambda *, _root_: settings_group(_root_)),
+        ("train_precision", train_precision),
     )  # fmt: skip
     for name, fn in resolvers:
         if not OmegaConf.has_resolver(name):
