@@ -139,15 +139,15 @@ def load_model(ckpt: str | os.PathLike | None, model: str | None = None, scale: 
 
     bundled = f"bundled: {', '.join(bundled_models()) or 'none'}"
     if ckpt and model:
-        raise CheckpointError(f"--ckpt {ckpt} and --model {model}: give one of them, not both")
+        raise CheckpointError(f"checkpoint {ckpt} and bundled model {model}: give one of them, not both")
     if not (ckpt or model):
-        raise CheckpointError(f"no model: give --ckpt <checkpoint or model file>, or --model <name> [--scale N] ({bundled})")
+        raise CheckpointError(f"no model: give a checkpoint or model file, or a bundled model's name and scale ({bundled})")
     path = bundled_file(model, scale or 2) if model else Path(ckpt)
     if model and not path.is_file():
-        raise CheckpointError(f"--model {model} --scale {scale or 2}: no such bundled model ({bundled})")
+        raise CheckpointError(f"{model} x{scale or 2}: no such bundled model ({bundled})")
     loaded = load_checkpoint(path)
     if scale is not None and loaded.scale != scale:
-        raise CheckpointError(f"--ckpt {ckpt} holds a x{loaded.scale} model, not x{scale} (--scale picks a bundled model)")
+        raise CheckpointError(f"{ckpt}: holds a x{loaded.scale} model, not x{scale} (the scale picks a bundled model only)")
     return loaded
 
 

@@ -2,7 +2,8 @@
 
     python -m src.evaluate ckpt_path=outputs/runs/.../checkpoints/last.ckpt          # Set5 + Set14 (../shared)
     python -m src.evaluate ckpt_path=CKPT data.root=[../shared/sr_benchmarks/Set5,/my/HR/folder]
-    python -m src.evaluate ckpt_path=null scale=3                                   # bicubic baselines only
+    python -m src.evaluate model=cnn_deep scale=3                                   # a bundled model (src/pretrained/)
+    python -m src.evaluate scale=3                                                  # bicubic baselines only
     python -m src.evaluate ckpt_path=CKPT image=photo.png                           # LR | bicubic | SR | HR panel
     python -m src.evaluate ckpt_path=CKPT image=small.jpg truth=false               # the photo is the LR input
     python -m src.evaluate ckpt_path=CKPT device=cuda precision=fp32                # where and how the net runs
@@ -40,7 +41,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, ListConfig
 from PIL import Image, ImageDraw, ImageFont
 
-from src.checkpoint import LoadedModel, load_checkpoint
+from src.checkpoint import LoadedModel, load_model
 from src.data.images import ImageError, list_images, load_rgb
 from src.degrade import downscale, imresize, upsample
 from src.devices import describe, resolve_precision, select_device
@@ -284,17 +285,18 @@ def evaluate(cfg: DictConfig) -> Path:
     device = select_device(cfg.get("device"), option="device")
     precision = resolve_precision(cfg.get("precision"), device, option="precision")
     tile = _tile(cfg.tile)
-    model = load_checkpoint(cfg.ckpt_path) if cfg.ckpt_path else None
+    bundled = cfg.get("model")
+    model = load_model(cfg.ckpt_path, bundled, cfg.scale if bundled else None) if cfg.ckpt_path or bundled else None
     if model is not None:
         log.info("net on %s", describe(device, precision))
     scale = cfg.scale or (model.scale if model else None)
     if scale is None:
-        raise ConfigError("scale: give scale=2|3|4 when ckpt_path=null (bicubic baselines only)")
+        raise ConfigError("scale: give scale=2|3|4 for the bicubic baselines alone, or a model (ckpt_path= or model=)")
     if model is not None and scale != model.scale:
         raise ConfigError(f"scale={scale}: the checkpoint {model.path} was trained for x{model.scale}")
     if cfg.image:
         if model is None:
-            raise ConfigError("image: needs a ckpt_path")
+            raise ConfigError("image: needs a model (ckpt_path=<file> or model=<bundled name>)")
         path = Path(cfg.image)
         if not path.is_file():
             raise ConfigError(f"image={path}: no such file")

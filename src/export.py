@@ -2,6 +2,7 @@
 
     python -m src.export --ckpt model.ckpt --out model.onnx
     python -m src.export --ckpt model.ckpt --out model.onnx --opset 18
+    python -m src.export --model cnn_deep --scale 3 --out cnn_deep_x3.onnx      # a bundled model
     python -m src.export --ckpt model.ckpt --out model.onnx --device cuda       # parity against the net on a GPU
 
 The graph takes ``lr`` (N, 3, h, w) float in [0, 1] and returns ``sr`` (N, 3, h*scale, w*scale),
@@ -26,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.checkpoint import load_checkpoint
+from src.checkpoint import load_checkpoint, load_model
 from src.degrade import resize_matrix
 from src.devices import DEVICE_CHOICES, describe, select_device
 from src.errors import SrlabError
@@ -116,7 +117,9 @@ def parity(onnx_path: str | Path, ckpt: str | Path, device: torch.device, size: 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m src.export", description="Export an srlab checkpoint to ONNX (dynamic H/W).")
-    p.add_argument("--ckpt", required=True, type=Path, help="checkpoint written by src.train")
+    p.add_argument("--ckpt", type=Path, help="a checkpoint written by src.train or a model file (python -m src.model_file)")
+    p.add_argument("--model", help="or a bundled model by name: cnn_deep, cnn_small, cnn_medium, waifu2x (src/pretrained/)")
+    p.add_argument("--scale", type=int, help="the bundled model's scale (default 2)")
     p.add_argument("--out", required=True, type=Path, help="the .onnx file to write")
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--device", default="auto", help=f"PyTorch side of the parity check: {DEVICE_CHOICES} (default auto)")
@@ -124,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         device = None if args.no_check else select_device(args.device)
-        path = export_onnx(args.ckpt, args.out, args.opset)
+        source = load_model(args.ckpt, args.model, args.scale).path
+        path = export_onnx(source, args.out, args.opset)
     except SrlabError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -132,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     if device is None:
         return 0
     try:
-        diff = parity(path, args.ckpt, device)
+        diff = parity(path, source, device)
     except ImportError:
         print("note: parity check skipped: onnxruntime is not installed", file=sys.stderr)
         return 0
