@@ -65,16 +65,20 @@ def test_each_bundled_model_loads_weights_only_and_upscales(path):
     assert sr.shape == (1, 3, 16 * loaded.scale, 20 * loaded.scale) and torch.isfinite(sr).all()
 
 
-def test_fine_tuning_starts_from_the_given_weights(tmp_path):
-    base = tmp_path / "base"
-    assert run_train(base, "model=cnn_small", "debug=fast").returncode == 0
+def test_the_bundled_recipe_packs_and_fine_tuning_starts_from_its_weights(tmp_path, photo_dir):
+    base = tmp_path / "base"  # the recipe of `make pretrained`, shrunk: data=folder, then packed
+    res = run_train(base, "experiment=pretrained", f"data.root={photo_dir}", "model=cnn_small", "debug=fast")
+    assert res.returncode == 0, res.stderr[-2000:]
     pack_cmd = [sys.executable, "-m", "src.model_file", str(base), "--out", str(tmp_path / "m.pt")]
     pack_res = subprocess.run(pack_cmd, capture_output=True, text=True)
     assert pack_res.returncode == 0, pack_res.stderr
+    card = torch.load(tmp_path / "m.pt", weights_only=True)["card"]
+    assert card["data"] == str(photo_dir) and card["recipe"]["steps"] == read_summary(base)["steps"]
     tuned = tmp_path / "tuned"
-    res = run_train(tuned, "model=cnn_small", "debug=fast", f"init={tmp_path / 'm.pt'}", "optimizer.lr=1e-12", "scheduler=none")
+    overrides = ("experiment=pretrained", f"data.root={photo_dir}", "model=cnn_small", "debug=fast")
+    res = run_train(tuned, *overrides, f"init={tmp_path / 'm.pt'}", "optimizer.lr=1e-12", "scheduler=none")
     assert res.returncode == 0, res.stderr[-2000:]
     # With a vanishing learning rate the fine-tuned net is the packed one.
     assert read_summary(tuned)["psnr_y"] == pytest.approx(read_summary(base)["psnr_y"], abs=1e-3)
-    res = run_train(tmp_path / "wrong", "model=cnn_deep", "debug=fast", f"init={tmp_path / 'm.pt'}")
+    res = run_train(tmp_path / "wrong", *overrides, "model=cnn_deep", f"init={tmp_path / 'm.pt'}")
     assert res.returncode == 2 and "holds cnn_small x2, not cnn_deep x2" in res.stderr
