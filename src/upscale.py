@@ -1,31 +1,41 @@
-"""Upscale photos with a trained checkpoint, by the checkpoint's scale.
+"""Upscale photos with a trained checkpoint, a model file or a bundled model, by the model's scale.
 
     python -m src.upscale photo.jpg --ckpt model.ckpt --out out/               # out/photo_x2.jpg
-    python -m src.upscale photos/ --ckpt model.ckpt --out out/ --ext .png       # a folder, PNG outputs
+    python -m src.upscale photos/ --model cnn_deep --scale 3 --out out/        # a bundled model (src/pretrained/)
+    python -m src.upscale photos/ --ckpt model.pt --out out/ --ext .png --suffix _hd --skip-existing
     python -m src.upscale photo.png --ckpt model.ckpt --out big.webp --tta     # format from the suffix; 8-fold ensemble
-    python -m src.upscale huge.tif --ckpt model.ckpt --out out/ --max-pixels 400000000 --tile 256
+    python -m src.upscale huge.tif --ckpt model.ckpt --out out/ --device cuda --precision fp16 --max-pixels 400000000
+
+Where and how the net runs: ``--device`` (auto: CUDA, then MPS, then the CPU) and ``--precision``
+(default: the device's, ``src.devices``); one line at the start names them. ``--tile auto`` picks the
+tile by memory (``src.tiling.auto_tile``: tiles on the CPU, the whole image on a GPU where it fits).
+Progress bars (over files, and over the tiles of a photo) go to stderr when it is a terminal; stdout
+lists the files written, one a line; the last stderr line counts images, seconds and images/s.
 
 What a user expects is kept: EXIF orientation is applied; an alpha channel is upscaled separately
 (MATLAB bicubic); grayscale stays grayscale; 16-bit input gives 16-bit output (PNG/TIFF gray via
 Pillow, RGB(A) TIFF via tifffile, RGB(A) PNG via src/png16.py: Pillow reads 16-bit RGB as 8-bit);
 the output format follows the output suffix. Any size works: inference runs in tiles
-(src/tiling.py) written straight into the 8/16-bit output array, so a 4000x3000 photo stays well
-under 2 GB (scripts/measure_upscale_memory.py).
+(src/tiling.py) written straight into the 8/16-bit output array, and memory stays flat over a folder
+of any length (scripts/measure_upscale_memory.py).
 
 Nothing is lost: before any image is upscaled, the run is refused (exit 2, one line) when an output
 would overwrite an input, when two inputs would be written to one output name (two folders with the
 same file names, or --ext turning a.png and a.jpg into one name), or when an output folder cannot
 be written. Each output is written to a temporary file and renamed into place, so a failed or
-killed write leaves no half-written file (an output of an earlier run is replaced whole).
-A file that cannot be read (not an image, truncated, empty, animated, over the --max-pixels limit)
-is reported by name and skipped; the exit status is then 1 (2: bad options or checkpoint).
+killed write leaves no half-written file (an output of an earlier run is replaced whole, or kept
+as it is with --skip-existing). A file that cannot be read (not an image, truncated, empty,
+animated, over the --max-pixels limit) is reported by name and skipped; the exit status is then 1
+(2: bad options or model).
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,13 +44,14 @@ import torch
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from src.checkpoint import LoadedModel, load_checkpoint
+from src.checkpoint import LoadedModel, load_model
 from src.data.images import IMAGE_SUFFIXES, ImageError, PixelLimitError, list_images, open_image
 from src.degrade import imresize
+from src.devices import DEVICE_CHOICES, PRECISIONS, describe, resolve_precision, select_device
 from src.errors import OutputError, SrlabError
 from src.png16 import is_png16_color, read_png16_color, write_png16
 from src.safe_write import replace_atomically, unwritable_reason
-from src.tiling import DEFAULT_TILE, iter_tiles
+from src.tiling import DEFAULT_TILE, auto_tile, iter_tiles
 
 _TIFF = {".tif", ".tiff"}
 _ANIMATED = {"GIF", "PNG", "WEBP"}  # formats whose extra frames are an animation (an MPO's are previews)
@@ -145,15 +156,34 @@ def _to_int(t: torch.Tensor, bits: int) -> np.ndarray:
     return arr.astype(np.uint8 if bits == 8 else np.uint16)
 
 
-def upscale_photo(model: LoadedModel, photo: Photo, tile: int | None, tta: bool, progress: bool = False) -> Photo:
-    """SR of a decoded photo: color through the net in tiles, alpha by bicubic, same bit depth."""
+Tile = int | str | None  # LR px per tile side; None or 0: one pass; "auto": src.tiling.auto_tile
+
+
+def upscale_photo(
+    model: LoadedModel,
+    photo: Photo,
+    tile: Tile,
+    tta: bool,
+    progress: bool = False,
+    *,
+    device: torch.device | None = None,
+    precision: str = "fp32",
+) -> Photo:
+    """SR of a decoded photo: color through the net in tiles, alpha by bicubic, same bit depth.
+
+    The net runs on ``device`` (default: where it is) in ``precision``; ``tile="auto"`` picks the tile
+    for this photo's size by memory (whole image on a GPU where it fits).
+    """
     s, top = model.scale, 255.0 if photo.bits == 8 else 65535.0
     h, w, c = photo.color.shape
+    device = device or next(model.net.parameters()).device
+    if tile == "auto":
+        tile = auto_tile(model.net, (h, w), s, device, precision, tta)
     lr = torch.from_numpy(photo.color.astype(np.float32)).permute(2, 0, 1)[None].div_(top)
     if c == 1:
         lr = lr.expand(-1, 3, -1, -1)  # the nets are RGB; gray in, gray out (channel mean below)
     out = np.empty((h * s, w * s, c), dtype=photo.color.dtype)
-    for rows, cols, t in iter_tiles(model.net, lr, s, tile, tta, progress):
+    for rows, cols, t in iter_tiles(model.net, lr, s, tile, tta, progress, device=device, precision=precision):
         t = t[0].mean(0, keepdim=True) if c == 1 else t[0]
         out[rows, cols] = _to_int(t, photo.bits)
     alpha = None
@@ -203,10 +233,10 @@ def _collect(inputs: list[Path]) -> list[tuple[Path, Path]]:
     return out
 
 
-def _destination(out: Path, rel: Path, scale: int, ext: str | None, single: bool) -> Path:
+def _destination(out: Path, rel: Path, suffix: str, ext: str | None, single: bool) -> Path:
     if single and out.suffix.lower() in IMAGE_SUFFIXES | {".gif", ".tga"}:
         return out
-    return out / rel.parent / f"{rel.stem}_x{scale}{ext or rel.suffix.lower()}"
+    return out / rel.parent / f"{rel.stem}{suffix}{ext or rel.suffix.lower()}"
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
@@ -250,13 +280,58 @@ def _write(photo: Photo, dest: Path) -> list[str]:
     return notes
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (``error: <what>``, exit 2) like every other refusal here."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _tile_option(text: str) -> int | str:
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not auto or a tile side in LR px (0: no tiling)")
+    return value
+
+
+def _suffix_option(text: str) -> str:
+    if any(sep in text for sep in ("/", "\\", os.sep)) or text in (".", ".."):
+        raise argparse.ArgumentTypeError(f"{text!r}: a suffix is added to the file name, it cannot hold a folder")
+    return text
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m src.upscale", description="Upscale photos with a trained srlab checkpoint.")
+    p = _Parser(prog="python -m src.upscale", description="Upscale photos with a trained srlab model.")
     p.add_argument("inputs", nargs="+", type=Path, help="image files and/or folders of images")
-    p.add_argument("--ckpt", required=True, type=Path, help="checkpoint written by src.train")
+    p.add_argument("--ckpt", type=Path, help="a checkpoint written by src.train or a model file (python -m src.model_file)")
+    p.add_argument("--model", help="instead of --ckpt: a bundled model, e.g. cnn_deep (src/pretrained/<name>_x<scale>.pt)")
+    p.add_argument("--scale", type=int, help="with --model: its scale (default 2); with --ckpt: the scale it must have")
     p.add_argument("--out", required=True, type=Path, help="output folder (or an output file name for one input)")
     p.add_argument("--ext", help="output format for every file, e.g. .png (default: the input's)")
-    p.add_argument("--tile", type=int, default=DEFAULT_TILE, help=f"LR px per tile side (default {DEFAULT_TILE}; 0: no tiling)")
+    p.add_argument(
+        "--suffix",
+        type=_suffix_option,
+        help="added to each output's name: --suffix _hd writes photo_hd.png (default _x<scale>; '' keeps the input's name)",
+    )
+    p.add_argument("--skip-existing", action="store_true", help="leave outputs that exist as they are (counted at the end)")
+    p.add_argument("--device", default="auto", help=f"where the net runs: {DEVICE_CHOICES} (default auto: CUDA, MPS, CPU)")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        help=f"the net's precision: {', '.join(PRECISIONS)} (default: the device's fastest within 0.02 dB of fp32)",
+    )
+    p.add_argument(
+        "--tile",
+        type=_tile_option,
+        default="auto",
+        help=f"LR px per tile side; auto (default): by memory ({DEFAULT_TILE} on the CPU, the whole image on a GPU "
+        "where it fits); 0: no tiling",
+    )
     p.add_argument("--tta", action="store_true", help="average the 8 flips/rotations (8x slower, a little sharper)")
     p.add_argument(
         "--max-pixels",
@@ -281,9 +356,55 @@ def main(argv: list[str] | None = None) -> int:
         Image.MAX_IMAGE_PIXELS = old_limit
 
 
-def _run(args: argparse.Namespace, ext: str | None) -> int:
+def _glibc() -> ctypes.CDLL | None:
     try:
-        model = load_checkpoint(args.ckpt)
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt  # noqa: B018 - probe: musl and macOS have no glibc mallopt
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+_LIBC = _glibc()  # src.callbacks.heap has the same probe, but importing it loads Lightning (~80 MB)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt(3) parameters (glibc malloc.h)
+
+
+def bound_heap(mmap_mb: int = 1) -> None:
+    """Process-wide glibc malloc settings for upscaling a folder of photos of many sizes (no-op elsewhere).
+
+    By default glibc raises its mmap threshold to the size of each large block freed (up to 32 MB),
+    so later image buffers and tiles' feature maps come from the heap, leave holes of every size
+    in it and RSS grows with the number of files (1.77 GB for Urban100's 100 images). Blocks of
+    ``mmap_mb`` or more get their own mappings, returned to the OS when freed, as evaluation does
+    (``callbacks.heap.eval_mmap_mb``); the page faults cost well under 1 % of a tile's compute.
+    """
+    if _LIBC is not None:
+        _LIBC.mallopt(_M_MMAP_THRESHOLD, mmap_mb << 20)
+        _LIBC.mallopt(_M_TRIM_THRESHOLD, mmap_mb << 20)
+
+
+def _release_heap() -> None:
+    """Hand the heap's free pages back to the OS between photos (glibc; elsewhere a no-op)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _rate(n: int, seconds: float) -> str:
+    return f"{n / seconds:.2f} images/s" if seconds > 0 else "-"
+
+
+def _run(args: argparse.Namespace, ext: str | None) -> int:
+    if (args.ckpt is None) == (args.model is None):  # load_model refuses these too, in words for any entry point
+        from src.model_file import bundled_models
+
+        have = f"bundled: {', '.join(bundled_models()) or 'none'}"
+        what = "give one of them, not both" if args.ckpt else "give one"
+        print(f"error: --ckpt <checkpoint or model file> or --model <name> [--scale N]: {what} ({have})", file=sys.stderr)
+        return 2
+    try:
+        device = select_device(args.device)
+        precision = resolve_precision(args.precision, device)
+        model = load_model(args.ckpt, args.model, args.scale)
         files = _collect(args.inputs)
     except SrlabError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -292,35 +413,68 @@ def _run(args: argparse.Namespace, ext: str | None) -> int:
         print(f"error: no images in {', '.join(map(str, args.inputs))}", file=sys.stderr)
         return 2
     single = len(files) == 1
-    jobs = [(path, _destination(args.out, rel, model.scale, ext, single)) for path, rel in files]
+    suffix = f"_x{model.scale}" if args.suffix is None else args.suffix
+    jobs = [(path, _destination(args.out, rel, suffix, ext, single)) for path, rel in files]
     try:
         check_outputs(jobs, args.out)
     except OutputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    # An existing output is left untouched, not even read: lexists also counts a link to elsewhere.
+    todo = [(path, dest) for path, dest in jobs if not (args.skip_existing and os.path.lexists(dest))]
+    skipped = len(jobs) - len(todo)
+    tty = sys.stderr.isatty()
+    tile = "auto" if args.tile == "auto" else args.tile or None
+    where = f"{model.name} x{model.scale} ({model.path}) on {describe(device, precision)}, tile {args.tile if tile else 'none'}"
+    print(f"upscale: {where}; {len(todo)} image(s){f', {skipped} skipped (output exists)' if skipped else ''}", file=sys.stderr)
     torch.set_grad_enabled(False)
-    failed = 0
-    for path, dest in tqdm(jobs, desc="files", unit="file", disable=single or None):
-        try:
-            photo = read_photo(path)
-            for note in photo.notes:
-                tqdm.write(f"warning: {path}: {note}", file=sys.stderr)
-            result = upscale_photo(model, photo, args.tile, args.tta, progress=True)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            for note in _write(result, dest):
-                tqdm.write(f"warning: {dest}: {note}", file=sys.stderr)
-        except ImageError as e:
-            tqdm.write(f"error: {e}", file=sys.stderr)
-            failed += 1
-        except (OSError, ValueError, KeyError) as e:  # Pillow: unknown suffix, unwritable folder, mode/format mismatch
-            tqdm.write(f"error: {dest}: cannot write ({type(e).__name__}: {e})", file=sys.stderr)
-            failed += 1
-        else:
-            tqdm.write(str(dest))
+    failed = done = 0
+    t0 = time.perf_counter()
+    bar = tqdm(todo, desc="images", unit="img", file=sys.stderr, disable=not tty or len(todo) < 2, dynamic_ncols=True)
+    try:
+        for path, dest in bar:
+            try:
+                _upscale_file(model, path, dest, tile, args.tta, tty, device, precision)
+            except ImageError as e:
+                tqdm.write(f"error: {e}", file=sys.stderr)
+                failed += 1
+            except (OSError, ValueError, KeyError) as e:  # Pillow: unknown suffix, unwritable folder, mode/format mismatch
+                tqdm.write(f"error: {dest}: cannot write ({type(e).__name__}: {e})", file=sys.stderr)
+                failed += 1
+            else:
+                done += 1
+                tqdm.write(str(dest), file=sys.stdout)
+            finally:
+                _release_heap()
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"interrupted: {done} of {len(todo)} image(s) written; --skip-existing continues from there", file=sys.stderr)
+        return 130
+    bar.close()
+    seconds = time.perf_counter() - t0
+    parts = [f"{done} image(s) in {seconds:.1f} s ({_rate(done, seconds)})"]
+    if skipped:
+        parts.append(f"{skipped} skipped (output exists)")
     if failed:
-        print(f"error: {failed} of {len(files)} file(s) failed (named above)", file=sys.stderr)
+        parts.append(f"{failed} of {len(todo)} failed (named above)")
+    print(f"{'error' if failed else 'upscale'}: {'; '.join(parts)}", file=sys.stderr)
     return 1 if failed else 0
 
 
+def _upscale_file(
+    model: LoadedModel, path: Path, dest: Path, tile: Tile, tta: bool, progress: bool, device: torch.device, precision: str
+) -> None:
+    """Read, upscale and write one photo. Its pixels are locals, freed on return (before the heap is trimmed)."""
+    photo = read_photo(path)
+    for note in photo.notes:
+        tqdm.write(f"warning: {path}: {note}", file=sys.stderr)
+    result = upscale_photo(model, photo, tile, tta, progress, device=device, precision=precision)
+    del photo  # not needed while the output is encoded
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    for note in _write(result, dest):
+        tqdm.write(f"warning: {dest}: {note}", file=sys.stderr)
+
+
 if __name__ == "__main__":
+    bound_heap()  # process-wide: set when upscale is the program, not when main() is called from Python
     sys.exit(main())

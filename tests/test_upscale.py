@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import struct
 import subprocess
 import sys
@@ -16,8 +17,9 @@ from PIL import Image
 
 import src.upscale as upscale_module
 from src.checkpoint import load_checkpoint
+from src.devices import default_precision, describe
 from src.upscale import Photo, main, read_photo, upscale_photo
-from tests.bad_images import png16, png_bit_depth
+from tests.bad_images import png16, png_bit_depth, write_battery
 from tests.conftest import ROOT, synthetic_photo
 from tests.test_checkpoint import make_ckpt
 
@@ -246,3 +248,263 @@ def test_animated_gif_is_refused_by_name(tmp_path, ckpt, capsys):
     err = capsys.readouterr().err
     assert "anim.gif: animated (3 frames)" in err
     assert [p.name for p in (tmp_path / "o").iterdir()] == ["still_x2.gif"]
+
+
+# --- device, precision, tiles, names, progress and the summary -------------------------------------------
+
+
+@pytest.fixture
+def no_gpu(monkeypatch):
+    from src import devices
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(devices, "mps_available", lambda: False)
+
+
+def _photos(folder: Path, n: int, size: tuple[int, int] = (14, 10)) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"p{i}.png" for i in range(n)]
+    for i, p in enumerate(paths):
+        synthetic_photo(size, seed=i).save(p)
+    return paths
+
+
+def _start_and_end(err: str) -> tuple[str, str]:
+    lines = _error_lines(err)
+    assert lines[0].startswith("upscale: "), lines
+    return lines[0], lines[-1]
+
+
+_SUMMARY = re.compile(r"^upscale: (\d+) image\(s\) in (\d+\.\d) s \((\d+\.\d\d) images/s\)(.*)$")
+
+
+def test_start_line_names_device_and_precision_and_the_summary_counts(tmp_path, ckpt, capsys, no_gpu):
+    paths = _photos(tmp_path / "in", 3)
+    assert main([str(tmp_path / "in"), "--ckpt", str(ckpt), "--out", str(tmp_path / "out")]) == 0
+    cap = capsys.readouterr()
+    start, end = _start_and_end(cap.err)
+    # auto picks the CPU here (no CUDA, no MPS), in the CPU's default precision.
+    assert f"on {describe(torch.device('cpu'), default_precision(torch.device('cpu')))}" in start and "3 image(s)" in start
+    m = _SUMMARY.match(end)
+    assert m and m.group(1) == "3" and m.group(4) == "", end
+    assert len(_error_lines(cap.err)) == 2  # no progress bars when stderr is not a terminal
+    # stdout: the files written, one a line, nothing else.
+    assert cap.out.splitlines() == [str(tmp_path / "out" / f"{p.stem}_x2.png") for p in paths]
+
+
+def test_progress_bars_on_a_terminal(tmp_path, ckpt, capsys, monkeypatch):
+    _photos(tmp_path / "in", 2, size=(30, 20))
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main([str(tmp_path / "in"), "--ckpt", str(ckpt), "--out", str(tmp_path / "out"), "--tile", "8"]) == 0
+    err = capsys.readouterr().err
+    assert "images:" in err and "2/2" in err and "tiles:" in err and "12/12" in err  # 30x20 in 8 px tiles: 4 x 3
+    assert _SUMMARY.match(err.rstrip().splitlines()[-1])
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--device", "cuda", "--device=cuda: CUDA is not available"),
+        ("--device", "cuda:1", "--device=cuda:1: CUDA is not available"),
+        ("--device", "mps", "--device=mps: MPS is not available"),
+        ("--device", "tpu", "--device=tpu: not a device"),
+        ("--precision", "fp64", "--precision=fp64: not a precision"),
+        ("--tile", "-3", "argument --tile: '-3' is not auto or a tile side"),
+        ("--suffix", "../up", "argument --suffix: '../up'"),
+    ],
+)
+def test_bad_options_are_one_line_before_any_work(tmp_path, ckpt, capsys, monkeypatch, no_gpu, option, value, says):
+    calls = _count_upscales(monkeypatch)
+    _photos(tmp_path / "in", 1)
+    try:
+        code = main([str(tmp_path / "in"), "--ckpt", str(ckpt), "--out", str(tmp_path / "out"), option, value])
+    except SystemExit as e:  # argparse's own errors exit
+        code = e.code
+    assert code == 2
+    err = _error_lines(capsys.readouterr().err)
+    assert len(err) == 1 and err[0].startswith(f"error: {says}"), err
+    assert calls == [] and not (tmp_path / "out").exists()
+
+
+def test_cli_unavailable_device_exit_status(tmp_path, ckpt):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    _photos(tmp_path / "in", 1)
+    cmd = [sys.executable, "-m", "src.upscale", str(tmp_path / "in"), "--ckpt", str(ckpt), "--out", str(tmp_path / "o")]
+    proc = subprocess.run([*cmd, "--device", "cuda"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and _error_lines(proc.stderr) == [proc.stderr.strip()] and "--device=cuda" in proc.stderr
+    proc = subprocess.run([*cmd, "--tile", "big"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and len(_error_lines(proc.stderr)) == 1 and "--tile" in proc.stderr
+
+
+def test_precision_option_runs_the_net_in_it(tmp_path, ckpt, capsys, monkeypatch):
+    _photos(tmp_path / "in", 1)
+    seen: list[str] = []
+    real = upscale_module.iter_tiles
+    monkeypatch.setattr(upscale_module, "iter_tiles", lambda *a, **k: seen.append(k["precision"]) or real(*a, **k))
+    outs = {}
+    for prec in ("fp32", "bf16"):
+        dest = tmp_path / f"{prec}.png"
+        assert main([str(tmp_path / "in"), "--ckpt", str(ckpt), "--out", str(dest), "--precision", prec, "--device", "cpu"]) == 0
+        start, _ = _start_and_end(capsys.readouterr().err)
+        assert start.split(" on ")[1].startswith("cpu (") and f", {prec}, tile" in start, start
+        outs[prec] = np.asarray(Image.open(dest), dtype=int)
+    assert seen == ["fp32", "bf16"]
+    diff = np.abs(outs["bf16"] - outs["fp32"])
+    assert 0 < diff.max() <= 8, diff.max()  # bf16 really ran (8-bit mantissas), and stays close to fp32
+
+
+def test_tile_auto_tiles_on_the_cpu_and_equals_the_whole_image(ckpt, monkeypatch):
+    model = load_checkpoint(ckpt)
+    photo = Photo(np.asarray(synthetic_photo((37, 23), seed=8)), None, 8)
+    monkeypatch.setattr("src.tiling.DEFAULT_TILE", 10)  # the CPU's tile, small enough to cut this photo
+    tiles: list[object] = []
+    real = upscale_module.iter_tiles
+    spy = lambda net, lr, s, tile, *a, **k: tiles.append(tile) or real(net, lr, s, tile, *a, **k)  # noqa: E731
+    monkeypatch.setattr(upscale_module, "iter_tiles", spy)
+    auto = upscale_photo(model, photo, tile="auto", tta=False, device=torch.device("cpu")).color
+    whole = upscale_photo(model, photo, tile=None, tta=False).color
+    assert tiles == [10, None]
+    assert np.abs(auto.astype(int) - whole.astype(int)).max() <= 1  # equal but for rounding ties (tiles: 1e-5)
+    assert (auto == whole).mean() > 0.999
+
+
+def test_suffix_names_the_outputs(tmp_path, ckpt, capsys):
+    paths = _photos(tmp_path / "in", 2)
+    assert main([str(tmp_path / "in"), "--ckpt", str(ckpt), "--out", str(tmp_path / "a"), "--suffix", "_hd", "--ext", "jpg"]) == 0
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["p0_hd.jpg", "p1_hd.jpg"]
+    assert main([str(tmp_path / "in"), "--ckpt", str(ckpt), "--out", str(tmp_path / "b"), "--suffix", ""]) == 0
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["p0.png", "p1.png"]
+    capsys.readouterr()
+    # An empty suffix into the inputs' own folder would overwrite them: refused, inputs kept.
+    before = [p.read_bytes() for p in paths]
+    assert main([str(tmp_path / "in"), "--ckpt", str(ckpt), "--out", str(tmp_path / "in"), "--suffix", ""]) == 2
+    err = _error_lines(capsys.readouterr().err)
+    assert len(err) == 1 and "never overwrites an input" in err[0], err
+    assert [p.read_bytes() for p in paths] == before
+
+
+def test_skip_existing_leaves_outputs_untouched_and_counts_them(tmp_path, ckpt, capsys):
+    _photos(tmp_path / "in", 3)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "p0_x2.png").write_bytes(b"an earlier output, kept as it is")
+    (out / "p2_x2.png").symlink_to(tmp_path / "elsewhere.png")  # a link counts as existing too, even a broken one
+    assert main([str(tmp_path / "in"), "--ckpt", str(ckpt), "--out", str(out), "--skip-existing"]) == 0
+    cap = capsys.readouterr()
+    start, end = _start_and_end(cap.err)
+    assert "1 image(s), 2 skipped (output exists)" in start
+    m = _SUMMARY.match(end)
+    assert m and m.group(1) == "1" and m.group(4) == "; 2 skipped (output exists)", end
+    assert (out / "p0_x2.png").read_bytes() == b"an earlier output, kept as it is"
+    assert (out / "p2_x2.png").is_symlink() and not (tmp_path / "elsewhere.png").exists()
+    assert cap.out.splitlines() == [str(out / "p1_x2.png")]
+    # The checks before any work still hold: an output that is an input is refused, not skipped.
+    into_inputs = ["--out", str(tmp_path / "in"), "--suffix", "", "--skip-existing"]
+    assert main([str(tmp_path / "in"), "--ckpt", str(ckpt), *into_inputs]) == 2
+    # Without the option an existing output is replaced (whole, through a temporary file).
+    assert main([str(tmp_path / "in"), "--ckpt", str(ckpt), "--out", str(out)]) == 0
+    with Image.open(out / "p0_x2.png") as im:
+        assert im.size == (28, 20)
+
+
+def test_interrupted_run_says_how_far_it_got_and_skip_existing_continues(tmp_path, ckpt, capsys, monkeypatch):
+    _photos(tmp_path / "in", 3)
+    real, calls = upscale_module._upscale_file, []
+
+    def interrupted_at_the_second(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(upscale_module, "_upscale_file", interrupted_at_the_second)
+    args = [str(tmp_path / "in"), "--ckpt", str(ckpt), "--out", str(tmp_path / "out"), "--skip-existing"]
+    assert main(args) == 130
+    err = _error_lines(capsys.readouterr().err)
+    assert err[-1] == "interrupted: 1 of 3 image(s) written; --skip-existing continues from there", err
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["p0_x2.png"]
+    monkeypatch.setattr(upscale_module, "_upscale_file", real)
+    assert main(args) == 0
+    assert _error_lines(capsys.readouterr().err)[-1].endswith("; 1 skipped (output exists)")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["p0_x2.png", "p1_x2.png", "p2_x2.png"]
+
+
+def test_skip_existing_reruns_the_bad_image_battery(tmp_path, capsys):
+    # The shared battery through --skip-existing and --suffix: a rerun skips what was written and
+    # names the bad files again (they have no output to skip).
+    d = tmp_path / "battery"
+    kinds = write_battery(d)
+    (d / "huge_valid.png").unlink()  # 12 MP: tested by tests/test_bad_images.py, too slow to run twice here
+    del kinds["huge_valid.png"]
+    ckpt = make_ckpt(tmp_path / "tiny.ckpt")
+    args = [str(d), "--ckpt", str(ckpt), "--out", str(tmp_path / "out"), "--suffix", "_s", "--skip-existing"]
+    assert main(args) == 1
+    first = capsys.readouterr().err
+    good = [n for n, k in kinds.items() if k not in ("bad", "animated")]
+    assert sorted(p.name.rsplit("_s.", 1)[0] for p in (tmp_path / "out").iterdir()) == sorted(Path(n).stem for n in good)
+    assert main(args) == 1
+    second = capsys.readouterr().err
+    for name, kind in kinds.items():
+        if kind in ("bad", "animated"):
+            assert name in first and name in second, name
+    bad = sum(k in ("bad", "animated") for k in kinds.values())
+    assert second.rstrip().splitlines()[-1].endswith(f"{len(good)} skipped (output exists); {bad} of {bad} failed (named above)")
+
+
+def _bundled(tmp_path: Path, monkeypatch, ckpt: Path) -> Path:
+    import src.model_file
+
+    folder = tmp_path / "pretrained"
+    folder.mkdir()
+    torch.save(src.model_file.pack(torch.load(ckpt, weights_only=True), {"data": "tiny"}, fp16=False), folder / "tiny_x2.pt")
+    monkeypatch.setattr(src.model_file, "BUNDLED_DIR", folder)
+    return folder
+
+
+def test_bundled_model_by_name_and_scale(tmp_path, ckpt, capsys, monkeypatch):
+    _bundled(tmp_path, monkeypatch, ckpt)
+    _photos(tmp_path / "in", 1)
+    run = [str(tmp_path / "in" / "p0.png"), "--out"]
+    assert main([*run, str(tmp_path / "m.png"), "--model", "tiny", "--scale", "2"]) == 0
+    assert main([*run, str(tmp_path / "m2.png"), "--model", "tiny"]) == 0  # scale 2 by default
+    assert main([*run, str(tmp_path / "c.png"), "--ckpt", str(ckpt)]) == 0
+    start = _error_lines(capsys.readouterr().err)[0]
+    assert start.startswith("upscale: tiny x2 (") and "tiny_x2.pt" in start
+    c = (tmp_path / "c.png").read_bytes()
+    assert (tmp_path / "m.png").read_bytes() == c == (tmp_path / "m2.png").read_bytes()  # the same net
+    for bad, says in [
+        (["--model", "tiny", "--scale", "3"], ("tiny x3", "no such bundled model", "bundled: tiny x2")),
+        (["--model", "tiny", "--ckpt", str(ckpt)], ("--ckpt", "--model", "give one of them, not both", "bundled: tiny x2")),
+        (["--ckpt", str(ckpt), "--scale", "4"], (str(ckpt), "x2 model, not x4")),
+        ([], ("--ckpt <checkpoint or model file> or --model <name> [--scale N]: give one", "bundled: tiny x2")),
+    ]:
+        assert main([*run, str(tmp_path / "x.png"), *bad]) == 2
+        err = _error_lines(capsys.readouterr().err)
+        assert len(err) == 1 and all(part in err[0] for part in says), err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_help_names_the_model_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "a checkpoint written by src.train or a model file (python -m src.model_file)" in text
+    for option in ("--model", "--scale", "--device", "--precision", "--suffix", "--skip-existing", "--tile"):
+        assert option in text
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_matches_the_cpu(tmp_path, ckpt, capsys):
+    _photos(tmp_path / "in", 2, size=(40, 30))
+    base = [str(tmp_path / "in"), "--ckpt", str(ckpt)]
+    assert main([*base, "--out", str(tmp_path / "cpu"), "--device", "cpu", "--precision", "fp32"]) == 0
+    for prec in ("fp32", "fp16", "auto"):
+        out = tmp_path / f"cuda_{prec}"
+        assert main([*base, "--out", str(out), "--device", "cuda", "--precision", prec]) == 0
+        start = _error_lines(capsys.readouterr().err)[0]
+        assert " on cuda:" in start, start
+        for name in ("p0_x2.png", "p1_x2.png"):
+            a = np.asarray(Image.open(out / name), dtype=int)
+            b = np.asarray(Image.open(tmp_path / "cpu" / name), dtype=int)
+            assert np.abs(a - b).max() <= (1 if prec == "fp32" else 8), (prec, name)
