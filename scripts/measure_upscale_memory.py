@@ -110,11 +110,13 @@ def folders(args: argparse.Namespace, tmp: Path, ckpt: Path) -> None:
                 extra = [*(["--precision", prec] if prec else []), *(["--tile", args.tile[0]] if args.tile else [])]
                 res = run(tmp / f"n{n}", ckpt, tmp / "out", [*extra, *args.upscale_args])
                 results.setdefault((n, prec or "default"), []).append(res)
-                print(f"  files={n:4d} precision={prec or 'default':7s}: max RSS {res[0]:6.0f} MiB, {res[1]:6.1f} s  | {res[2]}", flush=True)
+                what = f"files={n:4d} precision={prec or 'default':7s}"
+                print(f"  {what}: max RSS {res[0]:6.0f} MiB, {res[1]:6.1f} s  | {res[2]}", flush=True)
     print("medians:")
     for (n, prec), rows in results.items():
         rss, wall = statistics.median(r[0] for r in rows), statistics.median(r[1] for r in rows)
-        print(f"  files={n:4d} precision={prec:7s}: max RSS {rss:6.0f} MiB ({rss / 1024:.2f} GiB), {wall:6.1f} s, {n / wall:.3f} images/s wall")
+        what = f"files={n:4d} precision={prec:7s}"
+        print(f"  {what}: max RSS {rss:6.0f} MiB ({rss / 1024:.2f} GiB), {wall:6.1f} s, {n / wall:.3f} images/s wall")
 
 
 def main() -> None:
