@@ -2,7 +2,7 @@
 
     python -m src.evaluate ckpt_path=outputs/runs/.../checkpoints/last.ckpt          # Set5 + Set14 (../shared)
     python -m src.evaluate ckpt_path=CKPT data.root=[../shared/sr_benchmarks/Set5,/my/HR/folder]
-    python -m src.evaluate model=cnn_deep scale=3                                   # a bundled model (src/pretrained/)
+    python -m src.evaluate pretrained=cnn_deep scale=3                              # a bundled model (src/pretrained/)
     python -m src.evaluate scale=3                                                  # bicubic baselines only
     python -m src.evaluate ckpt_path=CKPT image=photo.png                           # LR | bicubic | SR | HR panel
     python -m src.evaluate ckpt_path=CKPT image=small.jpg truth=false               # the photo is the LR input
@@ -285,18 +285,18 @@ def evaluate(cfg: DictConfig) -> Path:
     device = select_device(cfg.get("device"), option="device")
     precision = resolve_precision(cfg.get("precision"), device, option="precision")
     tile = _tile(cfg.tile)
-    bundled = cfg.get("model")
+    bundled = cfg.get("pretrained")
     model = load_model(cfg.ckpt_path, bundled, cfg.scale if bundled else None) if cfg.ckpt_path or bundled else None
     if model is not None:
         log.info("net on %s", describe(device, precision))
     scale = cfg.scale or (model.scale if model else None)
     if scale is None:
-        raise ConfigError("scale: give scale=2|3|4 for the bicubic baselines alone, or a model (ckpt_path= or model=)")
+        raise ConfigError("scale: give scale=2|3|4 for the bicubic baselines alone, or a model (ckpt_path= or pretrained=)")
     if model is not None and scale != model.scale:
         raise ConfigError(f"scale={scale}: the checkpoint {model.path} was trained for x{model.scale}")
     if cfg.image:
         if model is None:
-            raise ConfigError("image: needs a model (ckpt_path=<file> or model=<bundled name>)")
+            raise ConfigError("image: needs a model (ckpt_path=<file> or pretrained=<bundled name>)")
         path = Path(cfg.image)
         if not path.is_file():
             raise ConfigError(f"image={path}: no such file")
