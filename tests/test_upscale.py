@@ -275,7 +275,7 @@ def _start_and_end(err: str) -> tuple[str, str]:
     return lines[0], lines[-1]
 
 
-_SUMMARY = re.compile(r"^upscale: (\d+) image\(s\) in (\d+\.\d) s \((\d+\.\d\d) images/s\)(.*)$")
+_SUMMARY = re.compile(r"^upscale: (\d+) image\(s\) in (\d+\.\d) s \(([\d.e+-]+) images/s\)(.*)$")
 
 
 def test_start_line_names_device_and_precision_and_the_summary_counts(tmp_path, ckpt, capsys, no_gpu):
@@ -286,7 +286,7 @@ def test_start_line_names_device_and_precision_and_the_summary_counts(tmp_path, 
     # auto picks the CPU here (no CUDA, no MPS), in the CPU's default precision.
     assert f"on {describe(torch.device('cpu'), default_precision(torch.device('cpu')))}" in start and "3 image(s)" in start
     m = _SUMMARY.match(end)
-    assert m and m.group(1) == "3" and m.group(4) == "", end
+    assert m and m.group(1) == "3" and m.group(4) == "" and float(m.group(3)) > 0, end
     assert len(_error_lines(cap.err)) == 2  # no progress bars when stderr is not a terminal
     # stdout: the files written, one a line, nothing else.
     assert cap.out.splitlines() == [str(tmp_path / "out" / f"{p.stem}_x2.png") for p in paths]
@@ -297,7 +297,8 @@ def test_progress_bars_on_a_terminal(tmp_path, ckpt, capsys, monkeypatch):
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     assert main([str(tmp_path / "in"), "--ckpt", str(ckpt), "--out", str(tmp_path / "out"), "--tile", "8"]) == 0
     err = capsys.readouterr().err
-    assert "images:" in err and "2/2" in err and "tiles:" in err and "12/12" in err  # 30x20 in 8 px tiles: 4 x 3
+    assert "images:" in err and "2/2" in err  # the files' bar stays; the tiles' bar is cleared after each photo
+    assert "tiles:" in err and "/12 [" in err  # 30x20 in 8 px tiles: 4 x 3
     assert _SUMMARY.match(err.rstrip().splitlines()[-1])
 
 
