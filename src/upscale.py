@@ -1,7 +1,7 @@
 """Upscale photos with a trained checkpoint, a model file or a bundled model, by the model's scale.
 
     python -m src.upscale photo.jpg --ckpt model.ckpt --out out/               # out/photo_x2.jpg
-    python -m src.upscale photos/ --model cnn_deep --scale 3 --out out/        # a bundled model (src/pretrained/)
+    python -m src.upscale photos/ --model cnn_small --scale 2 --out out/       # a bundled model (src/pretrained/)
     python -m src.upscale photos/ --ckpt model.pt --out out/ --ext .png --suffix _hd --skip-existing
     python -m src.upscale photo.png --ckpt model.ckpt --out big.webp --tta     # format from the suffix; 8-fold ensemble
     python -m src.upscale huge.tif --ckpt model.ckpt --out out/ --device cuda --precision fp16 --max-pixels 400000000

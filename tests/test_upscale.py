@@ -18,6 +18,7 @@ from PIL import Image
 import src.upscale as upscale_module
 from src.checkpoint import load_checkpoint
 from src.devices import default_precision, describe
+from src.model_file import BUNDLED_DIR
 from src.upscale import Photo, main, read_photo, upscale_photo
 from tests.bad_images import png16, png_bit_depth, write_battery
 from tests.conftest import ROOT, synthetic_photo
@@ -508,3 +509,13 @@ def test_cuda_matches_the_cpu(tmp_path, ckpt, capsys):
             a = np.asarray(Image.open(out / name), dtype=int)
             b = np.asarray(Image.open(tmp_path / "cpu" / name), dtype=int)
             assert np.abs(a - b).max() <= (1 if prec == "fp32" else 8), (prec, name)
+
+
+@pytest.mark.parametrize("bundled", sorted(BUNDLED_DIR.glob("*_x*.pt")), ids=lambda p: p.stem)
+def test_each_shipped_model_upscales_by_name(bundled, tmp_path, capsys):
+    name, scale = bundled.stem.rsplit("_x", 1)
+    _photos(tmp_path / "in", 1)
+    assert main([str(tmp_path / "in"), "--model", name, "--scale", scale, "--out", str(tmp_path / "out")]) == 0
+    assert _error_lines(capsys.readouterr().err)[0].startswith(f"upscale: {name} x{scale} (")
+    with Image.open(tmp_path / "out" / f"p0_x{scale}.png") as im:
+        assert im.size == (14 * int(scale), 10 * int(scale))
