@@ -32,7 +32,6 @@ animated, over the --max-pixels limit) is reported by name and skipped; the exit
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import sys
 import time
@@ -49,6 +48,7 @@ from src.data.images import IMAGE_SUFFIXES, ImageError, PixelLimitError, list_im
 from src.degrade import clear_cache, imresize
 from src.devices import DEVICE_CHOICES, PRECISIONS, describe, resolve_precision, select_device
 from src.errors import OutputError, SrlabError
+from src.glibc import M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, glibc
 from src.png16 import is_png16_color, read_png16_color, write_png16
 from src.safe_write import replace_atomically, unwritable_reason
 from src.tiling import DEFAULT_TILE, auto_tile, iter_tiles
@@ -356,17 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         Image.MAX_IMAGE_PIXELS = old_limit
 
 
-def _glibc() -> ctypes.CDLL | None:
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt  # noqa: B018 - probe: musl and macOS have no glibc mallopt
-        return libc
-    except (OSError, AttributeError):
-        return None
-
-
-_LIBC = _glibc()  # src.callbacks.heap has the same probe, but importing it loads Lightning (~80 MB)
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt(3) parameters (glibc malloc.h)
+_LIBC = glibc()
 
 
 # Shape-keyed caches of the CPU convolutions (oneDNN's primitives, PyTorch's ideep descriptors; 1024
@@ -389,8 +379,8 @@ def bound_memory(mmap_mb: int = 1) -> None:
     for var in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY"):
         os.environ.setdefault(var, str(CONV_CACHE_ENTRIES))
     if _LIBC is not None:
-        _LIBC.mallopt(_M_MMAP_THRESHOLD, mmap_mb << 20)
-        _LIBC.mallopt(_M_TRIM_THRESHOLD, mmap_mb << 20)
+        _LIBC.mallopt(M_MMAP_THRESHOLD, mmap_mb << 20)
+        _LIBC.mallopt(M_TRIM_THRESHOLD, mmap_mb << 20)
 
 
 def _after_photo() -> None:

@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import ctypes
 import logging
 
 import lightning.pytorch as pl
 from lightning.pytorch.trainer.states import TrainerFn
 
+from src.glibc import M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, glibc
+
 log = logging.getLogger(__name__)
-
-# mallopt(3) parameter numbers (glibc malloc.h).
-M_TRIM_THRESHOLD = -1
-M_MMAP_THRESHOLD = -3
-
-
-def glibc() -> ctypes.CDLL | None:
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt  # noqa: B018 - probe: musl and macOS have no glibc mallopt
-        return libc
-    except (OSError, AttributeError):
-        return None
-
 
 class HeapByPhase(pl.Callback):
     """Sets glibc's malloc thresholds for each phase of a CPU run (no-op without glibc, and on GPU runs).
