@@ -4,10 +4,10 @@
 #   bash scripts/bench_gpu.sh            # on the GPU machine, from the repo root: ~4-6 min on an H100/H200
 #   bash scripts/bench_gpu.sh --cpu      # the same steps on CPU at tiny sizes (~2-4 min): proves the script works
 #   BENCH_OUT=/some/dir bash scripts/bench_gpu.sh   # keep the logs and JSON rows there (default: a temp dir)
-#   BENCH_DEADLINE=300 bash scripts/bench_gpu.sh     # stop starting steps after 300 s (default 500), e.g. to fit a lease
+#   BENCH_DEADLINE=300 bash scripts/bench_gpu.sh     # stop starting steps after 300 s (default 500), e.g. to fit a time limit
 #
-# No network, installs nothing: uses .venv/bin/python when the repo has one, else `python` (on the lent
-# machines that must be a wrapper script that execs /opt/torch/.venv/bin/python3: a symlink loses its venv).
+# No network, installs nothing: uses .venv/bin/python when the repo has one, else `python` (a symlink to
+# another venv's python loses that venv: use a wrapper script that execs it).
 # Steps: (1) synthetic photos -> a store (src/data/prepare.py), so training can take the GPU-resident path
 # data=store data.on_device=true (src/data/device_patches.py) when the repo has it; (2) scripts/bench_train.py
 # bare loop vs srlab's Trainer path at the project default (batch 16, patch 48) and at a GPU-sized batch
@@ -33,7 +33,7 @@ export PYTHONWARNINGS=ignore WANDB_MODE=offline
 
 if [ "$MODE" = gpu ]; then
   DEV=cuda
-  # A bounded first CUDA touch: session 3's only call hung with no output until the tool's limit.
+  # A bounded first CUDA touch: a wedged driver otherwise hangs the script with no output.
   timeout -k 5 120 "$PY" -c "import torch; torch.zeros(1, device='cuda'); print('[bench_gpu]', torch.cuda.get_device_name())" \
     || { echo "no CUDA device answered $PY within 120 s; use --cpu to check the script on CPU" >&2; exit 1; }
   PHOTOS=64; SIZE="1000,700"

@@ -16,10 +16,11 @@ from src.safe_write import replace_atomically
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes ``<path>.tmp``, flushes it to disk, then renames it over ``<path>``.
 
-    Lightning writes the final name directly, so a SIGKILL mid-save leaves a truncated
-    ``last.ckpt`` that cannot be loaded; a rename is atomic on POSIX file systems. The file is written
-    here rather than through Lightning's writer, which swallows a ``PermissionError``: a folder that
-    cannot be written is then one line naming it, not a missing ``.tmp`` file.
+    Lightning's own writer stages the file through fsspec in the system temp folder, then moves it:
+    never fsynced (after a machine crash its data may not be on disk), and across file systems
+    the move is a copy, which a kill can cut. Here the stage sits beside the target, is fsynced and renamed
+    (atomic on POSIX). Lightning's writer also swallows a ``PermissionError``: here a folder that
+    cannot be written is one line naming it.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any | None = None) -> None:

@@ -27,11 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from src.arch.pipeline import SRPipeline
 from src.checkpoint import load_checkpoint, load_model
 from src.degrade import resize_matrix
 from src.devices import DEVICE_CHOICES, describe, select_device
 from src.errors import SrlabError
-from src.metrics import to_y
 from src.tiling import sr_whole
 
 # Largest |onnxruntime - PyTorch| accepted on [0, 1] images: two fp32 pipelines that order their sums
@@ -60,27 +60,15 @@ class BicubicUp(nn.Module):
         return F.pixel_shuffle(F.conv2d(x, self.weight, groups=3), self.scale).clamp(0, 1)
 
 
-class ExportedSR(nn.Module):
-    """LR -> SR: pre-upsampling, luma for luma-in nets, replicate padding by the net's offset, the net."""
-
-    def __init__(self, net: nn.Module, scale: int) -> None:
-        super().__init__()
-        self.net = net
-        self.scale = scale
-        self.up = BicubicUp(scale) if net.upsample == "bicubic" else None
-
-    def forward(self, lr: torch.Tensor) -> torch.Tensor:
-        x = self.up(lr) if self.up is not None else lr.repeat_interleave(self.scale, -2).repeat_interleave(self.scale, -1)
-        if self.net.in_channels == 1:
-            x = to_y(x) / 255
-        o = self.net.offset
-        return self.net(F.pad(x, (o, o, o, o), mode="replicate") if o else x)
+def exported_pipeline(net: nn.Module, scale: int) -> SRPipeline:
+    """The SR pipeline with its bicubic resize as :class:`BicubicUp`, which traces for any image size."""
+    return SRPipeline(net, scale, BicubicUp(scale) if net.upsample == "bicubic" else None)
 
 
 def export_onnx(ckpt: str | Path, out: str | Path, opset: int = 17) -> Path:
     """Write the ONNX file for ``ckpt``; height and width are dynamic axes."""
     model = load_checkpoint(ckpt)
-    wrapper = ExportedSR(model.net, model.scale).eval()
+    wrapper = exported_pipeline(model.net, model.scale).eval()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     example = torch.rand(1, 3, 24, 32)
@@ -108,8 +96,8 @@ def parity(onnx_path: str | Path, ckpt: str | Path, device: torch.device, size: 
     lr = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         ref = sr_whole(net, lr.to(device), model.scale, "fp32").cpu().numpy()
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    out = session.run(None, {"lr": lr.numpy()})[0]
+    onnx_run = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    out = onnx_run.run(None, {"lr": lr.numpy()})[0]
     if out.shape != ref.shape:
         return float("inf")
     return float(abs(out - ref).max())

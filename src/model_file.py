@@ -41,12 +41,22 @@ def pack(ckpt: dict[str, Any], card: dict[str, Any], fp16: bool) -> dict[str, An
     return meta | {"weights": weights, "card": card}
 
 
+def data_name(data_cfg: Any) -> str:
+    """The training data by name, not by path (a card travels to other machines): a folder's image sets
+    (its subfolders, e.g. "BSD200 + T91"), else its own name; the data module for built-in data."""
+    if "root" not in data_cfg:
+        return str(data_cfg.get("_target_"))
+    root = Path(str(data_cfg.root)).resolve()
+    sets = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    return " + ".join(sets) or root.name
+
+
 def card_of(run_dir: Path) -> dict[str, Any]:
     """How a run's net was made: its data, recipe, budget and hardware, from the run's own files."""
     cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
     summary = json.loads((run_dir / "summary.json").read_text())
     return {
-        "data": str(cfg.data.get("root", cfg.data.get("_target_"))),
+        "data": data_name(cfg.data),
         "recipe": {
             "optimizer": OmegaConf.to_container(cfg.optimizer), "scheduler": OmegaConf.to_container(cfg.scheduler),
             "data": {k: cfg.data[k] for k in ("scale", "patch_size", "patches_per_image", "batch_size")},

@@ -13,8 +13,9 @@ from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MaxMetric
 
 from src.arch import macs_per_pixel
+from src.arch.pipeline import SRPipeline
 from src.degrade import downscale, to_float, upsample
-from src.metrics import to_y, y_inputs, y_metrics
+from src.metrics import y_inputs, y_metrics
 
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"mse": F.mse_loss, "l1": F.l1_loss}
 
@@ -49,6 +50,8 @@ class SRModule(pl.LightningModule):
         self.save_hyperparameters({"name": name, "net": net, "scale": scale, "loss": loss})
         self.net = hydra.utils.instantiate(net)
         self.scale = scale
+        # Shares self.net, held outside the module tree so checkpoints keep the net's weights under `net.`.
+        object.__setattr__(self, "pipeline", SRPipeline(self.net, scale))
         self.loss_fn = LOSSES[loss]
         self.channels_last = channels_last
         self.compile_net = compile
@@ -76,18 +79,16 @@ class SRModule(pl.LightningModule):
         with torch.autocast(batch.device.type, enabled=False):
             hr = to_float(batch)
             lr = downscale(hr, self.scale)
-            x = upsample(lr, self.scale, self.net.upsample)
+            x = self.pipeline.upsample(lr)
             bicubic = x if self.net.upsample == "bicubic" else upsample(lr, self.scale, "bicubic") if with_bicubic else None
-        if self.net.in_channels == 1:
-            x = to_y(x) / 255  # the seed's luma-in setting
+        x = self.pipeline.net_input(x)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, bicubic, hr
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Net output for a pre-upsampled input, padded so the output has the input's size."""
-        o = self.net.offset
-        return self.net(F.pad(x, (o, o, o, o), mode="replicate") if o else x)
+        return self.net(self.pipeline.pad(x))
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         x, _, hr = self.degrade(batch, with_bicubic=False)

@@ -19,13 +19,11 @@ import math
 from collections.abc import Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from src.degrade import upsample
+from src.arch.pipeline import SRPipeline
 from src.devices import DTYPES, precision_context
-from src.metrics import to_y
 
 DEFAULT_TILE = 192  # LR px per side: ~0.3 GB of activations for cnn_deep at x2, near full throughput
 # Share of the GPU's free memory a whole-image pass may plan to use: the estimate below leaves out
@@ -67,12 +65,9 @@ def sr_whole(net: nn.Module, lr: torch.Tensor, scale: int, precision: str = "fp3
 
     Runs where ``lr`` is (the net must be there too); ``precision`` applies to the net only.
     """
-    with torch.autocast(lr.device.type, enabled=False):  # resize matmuls in fp32 under any caller's autocast
-        x = upsample(lr.float(), scale, getattr(net, "upsample", "bicubic"))
-        if getattr(net, "in_channels", 3) == 1:
-            x = to_y(x) / 255  # luma-in nets, as SRModule.degrade feeds them
-        o = getattr(net, "offset", 0)
-        x = F.pad(x, (o, o, o, o), mode="replicate") if o else x
+    pipeline = SRPipeline(net, scale)
+    with torch.autocast(lr.device.type, enabled=False):  # resize and padding in fp32 under any caller's autocast
+        x = pipeline.pad(pipeline.net_input(pipeline.upsample(lr)))
     w = next((m.weight for m in net.modules() if isinstance(m, nn.Conv2d)), None)
     if w is not None and w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous():
         x = x.contiguous(memory_format=torch.channels_last)

@@ -14,6 +14,11 @@ from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# `make test` runs one pytest-xdist worker per core: each worker, and every run it starts, gets one
+# thread, since workers with a thread per core each oversubscribe the cores and OpenMP then spins.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 def synthetic_photo(size: tuple[int, int], seed: int) -> Image.Image:
     """A photo-like test image: smooth gradient plus sharp-edged shapes and lines (what SR must restore)."""

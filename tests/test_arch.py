@@ -63,3 +63,36 @@ def test_macs_per_pixel_counts_conv_weights():
 def test_bad_upsample_mode():
     with pytest.raises(ValueError, match="upsample"):
         CNNSmall(upsample="lanczos")
+
+
+NETS = [Waifu2x(), CNNSmall(in_channels=1), CNNDeep(upsample="nearest")]
+
+
+@pytest.mark.parametrize("net", NETS, ids=["valid", "luma", "nearest"])
+def test_pipeline_maps_lr_to_the_hr_size_and_is_what_training_and_export_run(net):
+    from src.arch.pipeline import SRPipeline
+    from src.degrade import upsample
+    from src.export import exported_pipeline
+    from src.sr_module import SRModule
+
+    lr = torch.rand(2, 3, 11, 13, generator=torch.Generator().manual_seed(0))
+    pipeline = SRPipeline(net, 3).eval()
+    with torch.no_grad():
+        sr = pipeline(lr)
+        assert sr.shape == (2, 3, 33, 39)
+        # The residual starts near the identity: the output is close to the resized image (or its luma).
+        resized = upsample(lr, 3, net.upsample)
+        assert (sr - pipeline.net_input(resized)).abs().mean() < 0.1
+        # Training's forward is the same pipeline, and the exported one the same linear map.
+        module = SRModule("m", {"_target_": "torch.nn.Identity"}, 3, "mse", channels_last=False, compile=False)
+        module.net, module.pipeline.net = net, net
+        torch.testing.assert_close(module(pipeline.net_input(resized)), sr)
+        torch.testing.assert_close(exported_pipeline(net, 3)(lr), sr, atol=1e-5, rtol=0)
+
+
+def test_the_pipeline_adds_no_weights_to_a_checkpoint():
+    from src.sr_module import SRModule
+
+    module = SRModule("m", {"_target_": "src.arch.CNNSmall"}, 2, "mse", channels_last=False, compile=False)
+    assert {k.split(".")[0] for k in module.state_dict()} == {"net"}
+    assert module.pipeline.net is module.net

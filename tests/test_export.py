@@ -27,12 +27,12 @@ def test_onnxruntime_matches_pytorch_at_two_sizes(tmp_path, target, scale, capsy
     out = capsys.readouterr().out
     assert "parity: max |onnxruntime - PyTorch on cpu (" in out and ", fp32| = " in out
     net = load_checkpoint(ckpt).net
-    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    onnx_run = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     for h, w in [(17, 23), (30, 12)]:  # neither is the export example's size: H and W are dynamic
         lr = torch.rand(1, 3, h, w)
         with torch.inference_mode():
             ref = sr_whole(net, lr, scale).numpy()
-        out = session.run(None, {"lr": lr.numpy()})[0]
+        out = onnx_run.run(None, {"lr": lr.numpy()})[0]
         assert out.shape == (1, 3, h * scale, w * scale)
         np.testing.assert_allclose(out, ref, atol=1e-4, rtol=0)
 

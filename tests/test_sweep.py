@@ -17,6 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
+from src.report import Run, mark_shared_devices
 from src.report import main as report_main
 from tests.conftest import ROOT, read_summary, run_train
 
@@ -111,6 +112,7 @@ def test_sweep_runs_in_wandb_one_line_per_model_with_full_config_and_summary(tmp
 RAY_4_GPUS = ("hydra/launcher=ray_gpus", "hydra.launcher.ray.init.num_gpus=4", "hydra.launcher.ray.init.num_cpus=6")
 
 
+@pytest.mark.xdist_group("ray")  # one Ray cluster at a time on a test machine
 def test_ray_sweep_gives_each_job_its_own_gpu_and_queues_the_rest(tmp_path):
     # Ray schedules logical GPUs on any machine: 4 here, for 6 jobs (2 models x 3 seeds). Ray sets each
     # job's CUDA_VISIBLE_DEVICES, which the job records in summary.json; the jobs train on the CPU.
@@ -136,6 +138,7 @@ def test_ray_sweep_gives_each_job_its_own_gpu_and_queues_the_rest(tmp_path):
     assert len(groups) == 2 and len({g for _, g in groups}) == 2
 
 
+@pytest.mark.xdist_group("ray")
 def test_ddp_inside_a_ray_job_is_refused_in_one_line(tmp_path):
     sweep = tmp_path / "sweep"
     res = run_sweep(sweep, "model=cnn_small", "debug=fast", "trainer=ddp", "trainer.devices=2", *RAY_4_GPUS)
@@ -177,10 +180,36 @@ def test_sweep_with_two_parallel_local_jobs(tmp_path):
         assert read_summary(sweep / job)["status"] == "completed"
     logs = list((sweep / ".submitit").rglob("*_log.out"))
     assert len(logs) == 2  # two submitit jobs, each its own process
-    # Both trained on this machine's CPU at once: the report marks their times as shared.
+    # Both ran on this machine's CPU at once; whether their sub-second fits overlapped depends on each
+    # process's start-up. The report marks their times as shared exactly when the recorded windows overlap.
+    la, lb = (read_summary(sweep / job)["launches"][0] for job in ("0_cnn_small", "1_cnn_medium"))
+    overlapped = datetime.fromisoformat(la["start"]) < datetime.fromisoformat(lb["end"]) and datetime.fromisoformat(
+        lb["start"]
+    ) < datetime.fromisoformat(la["end"])
     report_main([str(sweep), "--no-wandb"])
     rows = {r["model"]: r for r in csv.DictReader((sweep / "table.csv").open())}
-    assert rows["cnn_small"]["shared_with"] == "cnn_medium" and rows["cnn_medium"]["shared_with"] == "cnn_small"
+    assert (rows["cnn_small"]["shared_with"], rows["cnn_medium"]["shared_with"]) == (
+        ("cnn_medium", "cnn_small") if overlapped else ("", "")
+    )
+
+
+def launch(start: str, end: str, device: str = "cpu", visible: str | None = None, host: str = "a") -> dict:
+    day = "2026-01-01T00:00:"
+    return {"host": host, "device": device, "visible_devices": visible, "start": day + start, "end": day + end}
+
+
+def test_report_marks_jobs_whose_training_overlapped_on_one_device(tmp_path):
+    gpu = "NVIDIA H200"
+    runs = {
+        "a": [launch("00", "10", gpu, "0")],
+        "b": [launch("05", "15", gpu, "0,1")],  # overlaps a on GPU 0
+        "c": [launch("05", "15", gpu, "2")],  # same time, another GPU
+        "d": [launch("15", "20", gpu, "2"), launch("30", "40", gpu, "0")],  # starts as c ends; its resumed launch is alone
+        "e": [launch("00", "50", "cpu", host="b")],  # another host
+    }
+    found = [Run(tmp_path / k, k, "completed", {"launches": v}, label=k) for k, v in runs.items()]
+    mark_shared_devices(found)
+    assert {r.label: r.shared_with for r in found} == {"a": ["b"], "b": ["a"], "c": [], "d": [], "e": []}
 
 
 def test_optuna_search_is_resumable(tmp_path):

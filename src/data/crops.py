@@ -168,9 +168,8 @@ class BatchCropper:
     def crops(self, plan: CropPlan) -> torch.Tensor:
         """A plan with ``where`` on the device -> ``(B, P, P, 3)`` uint8 patches, flipped/rotated as planned.
 
-        Runs on torch's configured threads. (Session 1 pinned it to one CPU thread against scheduler
-        stalls on a crowded machine; switching the thread count twice per batch cost ~75 us, more
-        than the crops' own copies, and the net's ops use the same threads anyway.)
+        Runs on torch's configured threads: switching to one thread and back around each batch costs
+        more than the crops' own copies, and the net's ops use the same threads anyway.
         """
         p = self.patch_size
         n, y, x, t = plan.where.unbind(1)
@@ -198,7 +197,7 @@ class BatchCropper:
         One ``crops`` over all their patches, grouped by transform across the batches, then one gather
         back to batch order. Why: between training steps the caches are cold, and there one batch's ~15
         small ops cost ~370 us on CPU (~160 us in a hot loop); in a cut of 151 batches each costs ~107 us in
-        a hot loop, ~165 us inside a run (docs/performance.md, "Session 4").
+        a hot loop, ~165 us inside a run (docs/performance.md, "Data path").
         """
         where = torch.cat([plan.where for plan in plans])
         order = torch.sort(self.group[where[:, 3]], stable=True).indices  # stable: each batch keeps its own order

@@ -39,9 +39,9 @@ RELEASE_BYTES = 512 << 20
 # windows): a 48-row crop spanning 144 KB ends up mapping ~256 KB. Counted per access.
 FAULT_AROUND_BYTES = 128 << 10
 # The estimate above only paces the checks: every this many estimated bytes, the process's resident
-# file pages are read from /proc and the mappings dropped if they are over RELEASE_BYTES. (Session 3
-# measured 700+ KB mapped per 48 px crop on a freshly written store, large page-cache folios, so an
-# estimate alone let RSS reach ~2x its budget.)
+# file pages are read from /proc and the mappings dropped if they are over RELEASE_BYTES. Why not the
+# estimate alone: on a freshly written store, large page-cache folios map 700+ KB per 48 px crop, and
+# RSS reached ~2x its budget.
 CHECK_BYTES = 32 << 20
 # The most one cut (several batches in one BatchCropper call, see PatchBatches) may map, by the estimate
 # above: a call maps all its pages before it can account for them.
