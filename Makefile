@@ -68,8 +68,10 @@ pretrained: install  ## retrain and pack the bundled models (DATA=<folder of pho
 test: $(VENV)/.installed-dev $(VENV)/.installed-sweep $(VENV)/.installed-export $(VENV)/.installed-ray  ## run the test suite
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
 
-lint: $(VENV)/.installed-dev  ## ruff
+lint: $(VENV)/.installed-dev  ## ruff, the import layering (pyproject.toml), words the repo must not hold
 	$(VENV)/bin/ruff check src scripts tests
+	$(VENV)/bin/lint-imports
+	$(PY) -m pytest -q -n 0 tests/test_repo_words.py
 
 clean:  ## remove the venv, caches and all outputs
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -84,7 +84,7 @@ def compose_train(overrides: list[str]):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from src.run_context import register_resolvers
+    from src.training.run_context import register_resolvers
 
     register_resolvers()
     GlobalHydra.instance().clear()

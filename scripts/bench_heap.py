@@ -5,7 +5,7 @@
 
 One process per net (glibc's defaults cannot be restored once changed), the bare training step of
 scripts/bench_train.py (batch 16 x 48 px, 1 thread), run under each setting in turn: the defaults, then
-HeapByPhase's evaluation setting (what src/train.py used for the whole run before) and its training
+HeapByPhase's evaluation setting (what src/training/train.py used for the whole run before) and its training
 setting, twice each in alternation. user/sys: process CPU time per step (getrusage).
 """
 
@@ -23,7 +23,7 @@ import torch
 from bench_common import MODELS, compose_train, table
 from bench_train import BareLoop, overrides_for
 
-from src.callbacks.heap import glibc
+from src.training.callbacks.heap import glibc
 
 
 def measure(bare: BareLoop, steps: int, batch: int) -> tuple[float, float, float]:

@@ -16,9 +16,9 @@ allocator peak on GPU; resident memory sampled every ms on CPU) above what was a
 Weights are random: speed and memory do not depend on them.
 
 ``--ckpt``: the acceptance A/B of ``src.devices``' default precision. For each variant (fp32 in the NCHW
-layout the nets ran in before channels_last, then each precision in channels_last, what ``src.tiling``
-runs now) it times ``src.evaluate.super_resolve`` on the Set5 LR images (x the checkpoint's scale,
-tile ``auto``), interleaved over ``--repeats``, and scores them with ``src.evaluate.score_image``:
+layout the nets ran in before channels_last, then each precision in channels_last, what ``src.inference.tiling``
+runs now) it times ``src.inference.evaluate.super_resolve`` on the Set5 LR images (x the checkpoint's scale,
+tile ``auto``), interleaved over ``--repeats``, and scores them with ``src.inference.evaluate.score_image``:
 seconds per image, speed-up over the first variant, PSNR-Y and its difference from fp32.
 
 ``--resize``: ``downscale`` + ``upsample`` (x2, bicubic) of a training batch (16x3x48x48) and of a photo
@@ -47,8 +47,8 @@ from bench_common import MODELS, ROOT, compose_train, median, peak_memory, sync,
 from src import tiling
 from src.degrade import downscale, resize_matrix, upsample
 from src.devices import PRECISIONS, describe, precision_context, resolve_precision, select_device
+from src.inference.tiling import DEFAULT_TILE, prepare_net, tile_margin, upscale_tensor
 from src.metrics import to_y
-from src.tiling import DEFAULT_TILE, prepare_net, tile_margin, upscale_tensor
 
 # Lightning's names, as scripts/bench_gpu.sh passes them, for src.devices' names.
 ALIASES = {"32-true": "fp32", "32": "fp32", "bf16-mixed": "bf16", "16-mixed": "fp16"}
@@ -56,7 +56,7 @@ ALIASES = {"32-true": "fp32", "32": "fp32", "bf16-mixed": "bf16", "16-mixed": "f
 
 @contextlib.contextmanager
 def nchw_tiling() -> Iterator[None]:
-    """src.tiling with the nets kept in NCHW, the layout inference ran in before channels_last."""
+    """src.inference.tiling with the nets kept in NCHW, the layout inference ran in before channels_last."""
     keep = tiling.prepare_net
     tiling.prepare_net = lambda net, device=None: net.to(device, memory_format=torch.contiguous_format)
     try:
@@ -147,9 +147,9 @@ def bench(args: argparse.Namespace, model: str, device: torch.device) -> dict[st
 
 # --- --ckpt: precision A/B on Set5 -------------------------------------------------------------------------
 def precision_ab(args: argparse.Namespace, device: torch.device) -> list[dict[str, object]]:
-    from src.checkpoint import load_checkpoint
     from src.data.images import list_images
-    from src.evaluate import modcrop, read_hr, score_image, super_resolve
+    from src.inference.checkpoint import load_checkpoint
+    from src.inference.evaluate import modcrop, read_hr, score_image, super_resolve
 
     model = load_checkpoint(args.ckpt)
     s = model.scale
@@ -254,7 +254,7 @@ def main() -> None:
     ap.add_argument("--scale", type=int, default=2)
     ap.add_argument("--lr-size", type=int, default=384, help="LR image side; output is scale x this")
     ap.add_argument(
-        "--tile", type=int, default=DEFAULT_TILE, help=f"LR tile side (default src.tiling.DEFAULT_TILE={DEFAULT_TILE})"
+        "--tile", type=int, default=DEFAULT_TILE, help=f"LR tile side (default src.inference.tiling.DEFAULT_TILE={DEFAULT_TILE})"
     )
     ap.add_argument(
         "--precision", default="fp32", choices=[*PRECISIONS, *ALIASES], help="the net's precision (src.devices); default fp32"
@@ -263,7 +263,7 @@ def main() -> None:
         "--nchw", dest="channels_last", action="store_false", help="keep the nets in NCHW (the layout before channels_last)"
     )
     ap.add_argument(
-        "--channels-last", action="store_true", default=True, help="channels_last nets (the default, what src.tiling runs)"
+        "--channels-last", action="store_true", default=True, help="channels_last nets (the default, as tiling runs them)"
     )
     ap.add_argument("--ckpt", type=Path, help="precision A/B: s/image and Set5 PSNR-Y of this checkpoint per precision")
     ap.add_argument("--set5", type=Path, default=ROOT.parent / "shared" / "sr_benchmarks" / "Set5", help="HR folder for --ckpt")

@@ -17,8 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from src.checkpoint import load_checkpoint  # noqa: E402
-from src.evaluate import evaluate_folders, set_means  # noqa: E402
+from src.inference.checkpoint import load_checkpoint  # noqa: E402
+from src.inference.evaluate import evaluate_folders, set_means  # noqa: E402
 
 # ../shared/README.md: published Set5 / Set14 x2 PSNR-Y (and the bicubic row, PSNR / SSIM).
 PUBLISHED = [
@@ -62,7 +62,7 @@ def main() -> None:
     text = [f"# Benchmark results (x{scale})\n\n" if scale else "# Benchmark results\n\n"]
     text.append(
         "Regenerate: `python scripts/results_table.py " + " ".join(str(c) for c in args.ckpts) + " --out docs/results.md`.\n"
-        "PSNR-Y (dB) / SSIM-Y, protocol of `src/evaluate.py`. *bicubic (same LR)* upscales the RGB LR image the\n"
+        "PSNR-Y (dB) / SSIM-Y, protocol of `src/inference/evaluate.py`. *bicubic (same LR)* upscales the RGB LR image the\n"
         "models get; *bicubic (published recipe)* is the literature's luma-channel recipe that reproduces the\n"
         "published row.\n\n"
     )

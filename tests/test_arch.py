@@ -72,8 +72,8 @@ NETS = [Waifu2x(), CNNSmall(in_channels=1), CNNDeep(upsample="nearest")]
 def test_pipeline_maps_lr_to_the_hr_size_and_is_what_training_and_export_run(net):
     from src.arch.pipeline import SRPipeline
     from src.degrade import upsample
-    from src.export import exported_pipeline
-    from src.sr_module import SRModule
+    from src.inference.export import exported_pipeline
+    from src.training.sr_module import SRModule
 
     lr = torch.rand(2, 3, 11, 13, generator=torch.Generator().manual_seed(0))
     pipeline = SRPipeline(net, 3).eval()
@@ -91,7 +91,7 @@ def test_pipeline_maps_lr_to_the_hr_size_and_is_what_training_and_export_run(net
 
 
 def test_the_pipeline_adds_no_weights_to_a_checkpoint():
-    from src.sr_module import SRModule
+    from src.training.sr_module import SRModule
 
     module = SRModule("m", {"_target_": "src.arch.CNNSmall"}, 2, "mse", channels_last=False, compile=False)
     assert {k.split(".")[0] for k in module.state_dict()} == {"net"}

@@ -8,8 +8,8 @@ from PIL import Image
 
 from src.data.images import list_images, load_many
 from src.data.prepare import prepare
-from src.evaluate import evaluate_folders
-from src.upscale import main as upscale_main
+from src.inference.evaluate import evaluate_folders
+from src.inference.upscale import main as upscale_main
 from tests.bad_images import png_bit_depth, write_battery
 from tests.conftest import synthetic_photo
 from tests.test_checkpoint import make_ckpt

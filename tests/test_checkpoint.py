@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from src.checkpoint import CheckpointError, load_checkpoint
+from src.inference.checkpoint import CheckpointError, load_checkpoint
 from tests.conftest import run_train
 
 

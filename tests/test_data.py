@@ -1,4 +1,5 @@
 import logging
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -11,7 +12,7 @@ from src.data.datamodule import SRDataModule
 from src.data.images import ImageError, load_many, load_rgb
 from src.data.patches import EpochBatchSampler, EvalImages, PatchBatches
 from src.data.sample import SAMPLE_PHOTOS, sample_splits
-from src.data.splits import split_folder
+from src.data.splits import assign_splits, split_folder
 from src.errors import DataError
 
 
@@ -65,6 +66,16 @@ def test_split_folder_is_deterministic_and_stable_when_files_are_added(photo_dir
     second = split_folder(str(photo_dir), 0.2, 0.2)
     for s in ("train", "val", "test"):
         assert set(first[s]) <= set(second[s])
+
+
+def test_folder_splits_are_pinned():
+    """A folder's files keep the splits they always had (a changed hash or threshold would leak val/test into train)."""
+    splits = assign_splits([Path("/r") / f"img{i:03d}.png" for i in range(12)], "/r", 0.25, 0.25)
+    assert {s: [p.name for p in v] for s, v in splits.items()} == {
+        "train": ["img000.png", "img002.png", "img003.png", "img006.png", "img009.png", "img010.png", "img011.png"],
+        "val": ["img004.png", "img005.png", "img007.png", "img008.png"],
+        "test": ["img001.png"],
+    }
 
 
 def test_split_folder_errors(tmp_path):

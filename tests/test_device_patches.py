@@ -9,7 +9,7 @@ from conftest import read_summary, run_train, synthetic_photo
 
 from src.data.crops import TRANSFORM_ORDER, BatchCropper, CropPlan, CropPlans
 from src.data.datamodule import SRDataModule
-from src.data.device_patches import DeviceStoreDataModule
+from src.data.device_patches import DeviceCrops
 from src.data.prepare import prepare
 from src.data.store import open_store
 
@@ -84,7 +84,7 @@ def test_module_turns_plans_into_uint8_batches(store):
         "seed": 3,
     }
     dm = SRDataModule.from_store(str(store), on_device=True, **kw)
-    assert isinstance(dm, DeviceStoreDataModule)
+    assert isinstance(dm.device_crops, DeviceCrops)
     dm.setup("fit")
     plan = next(iter(dm.train_dataloader()))
     assert plan.where.shape == (5, 4) and plan.where.dtype == torch.int64 and sum(plan.counts) == 5

@@ -9,7 +9,7 @@ from src import devices
 from src.arch import CNNSmall
 from src.devices import default_precision, describe, precision_context, resolve_precision, select_device
 from src.errors import ConfigError
-from src.tiling import sr_whole, upscale_tensor
+from src.inference.tiling import sr_whole, upscale_tensor
 
 
 @pytest.fixture
@@ -137,7 +137,7 @@ def test_describe_names_device_and_precision():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_path_matches_the_cpu():
-    from src.tiling import auto_tile
+    from src.inference.tiling import auto_tile
 
     device = select_device("cuda")
     assert device.type == "cuda" and "cuda" in describe(device, "fp32")

@@ -14,10 +14,10 @@ import torch
 from omegaconf import DictConfig
 from PIL import Image
 
-from src.checkpoint import load_checkpoint
 from src.devices import default_precision, select_device
 from src.errors import ConfigError, DataError
-from src.evaluate import evaluate, evaluate_folders, evaluate_image, read_hr, score_image
+from src.inference.checkpoint import load_checkpoint
+from src.inference.evaluate import evaluate, evaluate_folders, evaluate_image, read_hr, score_image
 from tests.conftest import ROOT, synthetic_photo
 from tests.test_checkpoint import make_ckpt
 

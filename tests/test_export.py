@@ -7,10 +7,10 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from src.checkpoint import load_checkpoint
 from src.degrade import upsample
-from src.export import PARITY_ATOL, BicubicUp, main, parity
-from src.tiling import sr_whole
+from src.inference.checkpoint import load_checkpoint
+from src.inference.export import PARITY_ATOL, BicubicUp, main, parity
+from src.inference.tiling import sr_whole
 from tests.test_checkpoint import make_ckpt
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from lightning.pytorch.trainer.states import TrainerFn
 
-from src.callbacks.heap import HeapByPhase, glibc
+from src.training.callbacks.heap import HeapByPhase, glibc
 
 pytestmark = pytest.mark.skipif(glibc() is None, reason="needs glibc's mallopt")
 

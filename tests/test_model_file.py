@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from src.checkpoint import CheckpointError, load_checkpoint, load_model
-from src.model_file import BUNDLED_DIR, bundled_models, pack
-from src.tiling import upscale_tensor
+from src.inference.checkpoint import BUNDLED_DIR, CheckpointError, bundled_models, load_checkpoint, load_model
+from src.inference.model_file import pack
+from src.inference.tiling import upscale_tensor
 from tests.conftest import read_summary, run_train, synthetic_photo
 from tests.test_checkpoint import make_ckpt
 

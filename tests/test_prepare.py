@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -19,8 +20,8 @@ from PIL import Image
 
 from src.data import prepare as prep
 from src.data.images import load_rgb
-from src.data.prepare import prepare, split_of
-from src.data.store import open_store
+from src.data.prepare import prepare
+from src.data.store import open_store, split_of
 from src.errors import DataError
 
 OPTS = {"min_size": 64, "val_fraction": 0.25, "test_fraction": 0.25, "progress": False}
@@ -81,6 +82,14 @@ def test_prepare_mixed_folder(mixed_dir, tmp_path):
     assert stored["rotated.jpg"][1]["shape"] == [120, 80]
     assert stored["g16.png"][1]["shape"] == [80, 100]
     assert sum(len(v) for v in images.values()) == len(expected)
+
+
+def test_store_splits_are_pinned():
+    """Photos of existing stores keep their splits: the rule from a file's SHA-256 to its split never changes."""
+    shas = [hashlib.sha256(f"photo{i}".encode()).hexdigest() for i in range(12)]
+    assert [split_of(sha, 0.25, 0.25) for sha in shas] == [
+        "test", "test", "val", "train", "test", "train", "train", "test", "test", "train", "test", "val"
+    ]  # fmt: skip
 
 
 def test_rerun_is_a_no_op_and_max_side_caps(mixed_dir, tmp_path):

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.checkpoint_io import AtomicCheckpointIO
 from src.errors import OutputError
+from src.training.checkpoint_io import AtomicCheckpointIO
 from tests.conftest import ROOT, read_summary, run_train, synthetic_photo
 
 DETERMINISTIC = (
@@ -195,3 +195,21 @@ def test_unwritable_checkpoint_folder_is_named_not_a_missing_tmp_file(tmp_path, 
     msg = str(info.value)
     assert str(folder) in msg and "Permission denied" in msg and ".tmp" not in msg and "\n" not in msg
     assert list(folder.iterdir()) == []
+
+
+def test_a_run_saved_before_the_modules_moved_still_resumes(tmp_path):
+    # A run's saved config names its classes by module path; runs saved before the training modules
+    # moved into src/training/ (and while the Trainer had a custom no-op profiler) still resume.
+    run = tmp_path / "run"
+    assert run_train(run, "model=cnn_small", "debug=fast", "trainer.max_epochs=2").returncode == 0
+    steps = read_summary(run)["steps"]
+    saved = run / ".hydra" / "config.yaml"
+    text = saved.read_text().replace("src.training.", "src.")
+    text = text.replace("  profiler: null\n", "  profiler:\n    _target_: src.hook_profiler.NoProfiler\n")
+    assert "src.sr_module.SRModule" in text and "src.hook_profiler" in text
+    saved.write_text(text)
+    (run / "checkpoints" / "last.ckpt").unlink()
+    (run / "summary.json").unlink()
+    resumed = run_train(tmp_path / "ignored", f"resume={run}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert read_summary(run)["status"] == "completed" and read_summary(run)["steps"] == steps

@@ -7,7 +7,7 @@ from torchmetrics.functional.image import peak_signal_noise_ratio
 from src.data.datamodule import SRDataModule
 from src.degrade import downscale, to_float, upsample
 from src.metrics import ssim_valid, to_y
-from src.sr_module import SRModule
+from src.training.sr_module import SRModule
 from tests.conftest import synthetic_photo
 
 NET = {"_target_": "src.arch.CNNSmall"}

@@ -9,8 +9,7 @@ import pytest
 import torch
 from conftest import read_summary, run_train, synthetic_photo
 
-from src.data import store as store_mod
-from src.data.crops import mapped_per_crop
+from src.data import pages
 from src.data.datamodule import SRDataModule
 from src.data.patches import PatchBatches
 from src.data.prepare import prepare
@@ -53,7 +52,7 @@ def test_images_are_zero_copy_views_that_pickle_small(store):
 
 
 def test_release_keeps_views_valid(store, monkeypatch):
-    monkeypatch.setattr(store_mod, "RELEASE_BYTES", 1)  # drop the mapping's pages after every access
+    monkeypatch.setattr(pages, "RELEASE_BYTES", 1)  # drop the mapping's pages after every access
     images = open_store(store, {})["train"]
     first = images[0].copy()
     view = images[0]
@@ -65,8 +64,8 @@ def test_release_keeps_views_valid(store, monkeypatch):
 def test_release_goes_by_resident_pages(store, monkeypatch):
     images = open_store(store, {})["train"]
     dropped = []
-    monkeypatch.setattr(store_mod, "RELEASE_BYTES", 1000)  # smaller than the store: dropping is allowed
-    monkeypatch.setattr(store_mod, "CHECK_BYTES", 1)
+    monkeypatch.setattr(pages, "RELEASE_BYTES", 1000)  # smaller than the store: dropping is allowed
+    monkeypatch.setattr(pages, "CHECK_BYTES", 1)
     images[0]  # maps the file
 
     class Mapping:  # stands in for the mmap, to see the madvise calls (mmap's type cannot be patched)
@@ -76,25 +75,25 @@ def test_release_goes_by_resident_pages(store, monkeypatch):
         def madvise(self, *args: int) -> None:
             dropped.append(args)
 
-    images._mmap = Mapping()
-    monkeypatch.setattr(store_mod, "resident_file_bytes", lambda: 10)  # under the budget: keep the pages
-    images.account(10**9)
+    images.mapping = Mapping()
+    monkeypatch.setattr(pages, "resident_file_bytes", lambda: 10)  # under the budget: keep the pages
+    pages.account(10**9)
     assert dropped == []
-    monkeypatch.setattr(store_mod, "resident_file_bytes", lambda: 10**9)  # over it: drop them
-    images.account(1)
-    assert dropped == [(store_mod.mmap.MADV_DONTNEED,)]
-    monkeypatch.setattr(store_mod, "resident_file_bytes", lambda: None)  # no /proc: the estimate decides
-    images.account(999)
+    monkeypatch.setattr(pages, "resident_file_bytes", lambda: 10**9)  # over it: drop them
+    pages.account(1)
+    assert dropped == [(pages.mmap.MADV_DONTNEED,)]
+    monkeypatch.setattr(pages, "resident_file_bytes", lambda: None)  # no /proc: the estimate decides
+    pages.account(999)
     assert len(dropped) == 1
-    images.account(2000)
+    pages.account(2000)
     assert len(dropped) == 2
-    assert store_mod.resident_file_bytes() is None or store_mod.resident_file_bytes() > 0
+    assert pages.resident_file_bytes() is None or pages.resident_file_bytes() > 0
 
 
 def test_cuts_from_a_store_stay_within_the_mapping_budget(store, monkeypatch):
     images = open_store(store, {"train": 32})["train"]
-    per_batch = 4 * mapped_per_crop(images, 32)  # estimated mapping of one 4-patch batch
-    monkeypatch.setattr(store_mod, "CUT_MAP_BYTES", 3 * per_batch)
+    per_batch = 4 * pages.mapped_per_crop(images.shapes, 32)  # estimated mapping of one 4-patch batch
+    monkeypatch.setattr(pages, "CUT_MAP_BYTES", 3 * per_batch)
     from_store = PatchBatches(images, 32, patches_per_image=16, batch_size=4, seed=0, cut_bytes=1 << 30)
     in_memory = PatchBatches([images[i] for i in range(len(images))], 32, 16, 4, seed=0, cut_bytes=1 << 30)
     assert from_store.batches_per_cut == 3 and in_memory.batches_per_cut > 3

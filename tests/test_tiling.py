@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from src.arch import CNNDeep, CNNSmall, Waifu2x
-from src.tiling import (
+from src.inference.tiling import (
     DEFAULT_TILE,
     GPU_MEMORY_FRACTION,
     auto_tile,

@@ -15,11 +15,10 @@ import tifffile
 import torch
 from PIL import Image
 
-import src.upscale as upscale_module
-from src.checkpoint import load_checkpoint
+import src.inference.upscale as upscale_module
 from src.devices import default_precision, describe
-from src.model_file import BUNDLED_DIR
-from src.upscale import Photo, main, read_photo, upscale_photo
+from src.inference.checkpoint import BUNDLED_DIR, load_checkpoint
+from src.inference.upscale import Photo, main, read_photo, upscale_photo
 from tests.bad_images import png16, png_bit_depth, write_battery
 from tests.conftest import ROOT, synthetic_photo
 from tests.test_checkpoint import make_ckpt
@@ -358,7 +357,7 @@ def test_precision_option_runs_the_net_in_it(tmp_path, ckpt, capsys, monkeypatch
 def test_tile_auto_tiles_on_the_cpu_and_equals_the_whole_image(ckpt, monkeypatch):
     model = load_checkpoint(ckpt)
     photo = Photo(np.asarray(synthetic_photo((37, 23), seed=8)), None, 8)
-    monkeypatch.setattr("src.tiling.DEFAULT_TILE", 10)  # the CPU's tile, small enough to cut this photo
+    monkeypatch.setattr("src.inference.tiling.DEFAULT_TILE", 10)  # the CPU's tile, small enough to cut this photo
     tiles: list[object] = []
     real = upscale_module.iter_tiles
     spy = lambda net, lr, s, tile, *a, **k: tiles.append(tile) or real(net, lr, s, tile, *a, **k)  # noqa: E731
@@ -454,12 +453,13 @@ def test_skip_existing_reruns_the_bad_image_battery(tmp_path, capsys):
 
 
 def _bundled(tmp_path: Path, monkeypatch, ckpt: Path) -> Path:
-    import src.model_file
+    import src.inference.checkpoint as checkpoint_module
+    import src.inference.model_file as model_file_module
 
     folder = tmp_path / "pretrained"
     folder.mkdir()
-    torch.save(src.model_file.pack(torch.load(ckpt, weights_only=True), {"data": "tiny"}, fp16=False), folder / "tiny_x2.pt")
-    monkeypatch.setattr(src.model_file, "BUNDLED_DIR", folder)
+    torch.save(model_file_module.pack(torch.load(ckpt, weights_only=True), {"data": "tiny"}, fp16=False), folder / "tiny_x2.pt")
+    monkeypatch.setattr(checkpoint_module, "BUNDLED_DIR", folder)
     return folder
 
 

@@ -16,7 +16,7 @@ class SRPipeline(nn.Module):
     """LR -> SR for a pre-upsampling net: resize to the output size, luma for luma-in nets, replicate
     padding by the net's offset (so the output keeps the size), then the net, which adds its residual.
 
-    The one definition of these steps for training (``SRModule``), tiled inference (``src.tiling``) and
+    The one definition of these steps for training (``SRModule``), tiled inference (``src.inference.tiling``) and
     ONNX export. The steps are public because callers run them under different precisions: the resize
     and padding always in fp32, the net in the caller's precision.
 

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from src.data.store import FAULT_AROUND_BYTES, StoreImages
+from src.data import pages
+from src.data.store import StoreImages
 from src.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -46,9 +47,6 @@ class FlatImages(Sequence):
 
     def flat(self) -> np.ndarray:
         return self._flat
-
-    def account(self, nbytes: int) -> None:
-        """In RAM: no mapping to release (``StoreImages.account`` has one)."""
 
 
 # Patches of a batch are grouped by transform in this order, so that the column flips (2, 3, 6, 7) and the
@@ -129,11 +127,6 @@ class CropPlans(Dataset):
         return CropPlan(torch.from_numpy(self._where[i]).long(), self._counts[i])
 
 
-def mapped_per_crop(images: FlatImages | StoreImages, patch_size: int) -> int:
-    """Estimated bytes of mapping one crop touches on CPU (its rows' span plus fault-around), for ``StoreImages.account``."""
-    return int(images.shapes[:, 1].mean()) * 3 * patch_size + FAULT_AROUND_BYTES if len(images) else 0
-
-
 class BatchCropper:
     """A split's images as one flat buffer on one device, and batched crops from it.
 
@@ -163,7 +156,8 @@ class BatchCropper:
         self.width = torch.as_tensor(images.shapes[:, 1], device=device)
         self.steps = torch.arange(p, device=device)
         self.group = torch.as_tensor(_GROUP, device=device)
-        self.row_bytes = mapped_per_crop(images, p)
+        # Crops cut on CPU from a store touch its mapping: their pages count towards its release (pages.py).
+        self.mapped_bytes = pages.mapped_per_crop(images.shapes, p) if isinstance(images, StoreImages) else 0
 
     def crops(self, plan: CropPlan) -> torch.Tensor:
         """A plan with ``where`` on the device -> ``(B, P, P, 3)`` uint8 patches, flipped/rotated as planned.
@@ -187,8 +181,8 @@ class BatchCropper:
             out[flip_from:flip_to] = out[flip_from:flip_to].flip(2)
         if len(out) > transpose_from:
             out[transpose_from:] = out[transpose_from:].transpose(1, 2).clone()
-        if self.device.type == "cpu":
-            self.images.account(self.row_bytes * len(plan.where))  # pages touched through the mapping
+        if self.mapped_bytes and self.device.type == "cpu":
+            pages.account(self.mapped_bytes * len(plan.where))
         return out
 
     def crops_many(self, plans: Sequence[CropPlan]) -> torch.Tensor:

@@ -14,9 +14,11 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader
 
-from src.data.crops import FlatImages
+from src.data.crops import CropPlans, FlatImages
+from src.data.device_patches import DeviceCrops
 from src.data.images import load_many
 from src.data.patches import EpochBatchSampler, EvalImages, PatchBatches
+from src.data.prepare import prepare
 from src.data.sample import sample_splits
 from src.data.splits import SPLITS, assign_splits, folder_images
 from src.data.store import open_store
@@ -65,6 +67,7 @@ class SRDataModule(pl.LightningDataModule):
         self.images: dict[str, list] = {}
         self._resume_at: tuple[int, int] | None = None
         self.names: dict[str, list[str]] = {}
+        self.device_crops: DeviceCrops | None = None  # set by from_store(on_device=True)
 
     @classmethod
     def from_folder(cls, root: str, val_fraction: float, test_fraction: float, **kwargs: Any) -> SRDataModule:
@@ -109,13 +112,7 @@ class SRDataModule(pl.LightningDataModule):
         ``src/data/device_patches.py``). ``photos``: first bring the store up to date with this folder
         (resumes an interrupted prepare; a no-op once done), capping the long side at ``max_side``.
         """
-        if on_device and cls is SRDataModule:
-            from src.data.device_patches import DeviceStoreDataModule  # it subclasses this module
-
-            return DeviceStoreDataModule.from_store(path, photos=photos, max_side=max_side, **kwargs)
         if photos is not None:
-            from src.data.prepare import prepare
-
             prepare(photos, path, max_side=max_side)
         min_sizes = {"train": kwargs["patch_size"], "val": 2 * kwargs["scale"], "test": 2 * kwargs["scale"]}
         module = cls({}, **kwargs)
@@ -123,6 +120,8 @@ class SRDataModule(pl.LightningDataModule):
         rows_read = {"train": kwargs["patch_size"], "val": kwargs["eval_crop"], "test": kwargs["eval_crop"]}
         module.images = dict(open_store(path, min_sizes, rows_read))
         module.names = {split: images.names for split, images in module.images.items()}
+        if on_device:
+            module.device_crops = DeviceCrops(module.images["train"], module.patch_size)
         return module
 
     def setup(self, stage: str | None = None) -> None:
@@ -144,6 +143,11 @@ class SRDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        if self.device_crops is not None:
+            shapes = self.device_crops.images.shapes
+            plans = CropPlans(shapes, self.patch_size, self.patches_per_image, self.batch_size, self.seed, (rank, world))
+            # Plans cost microseconds: worker processes would only add overhead.
+            return DataLoader(plans, batch_size=None, sampler=self.train_sampler(len(plans)), num_workers=0)
         if self.batch_size % world:
             raise ConfigError(f"data.batch_size={self.batch_size}: must be divisible by the {world} DDP processes")
         ds = PatchBatches(
@@ -175,6 +179,10 @@ class SRDataModule(pl.LightningDataModule):
             sampler.set_epoch(epoch)
             sampler.start = done
         return sampler
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        # With data.on_device=true, a training batch arrives as a plan and is cut on the device here.
+        return self.device_crops.after_transfer(batch) if self.device_crops is not None else batch
 
     # Checkpoints carry the position in the patch sequence, so a run resumed mid-epoch continues the
     # epoch instead of replaying its first batches (batches are a pure function of their index).

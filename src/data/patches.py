@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler, get_worker_info
 
-from src.data import store
-from src.data.crops import BatchCropper, CropPlans, FlatImages, mapped_per_crop
+from src.data import pages
+from src.data.crops import BatchCropper, CropPlans, FlatImages
 from src.data.store import StoreImages
 
 
@@ -49,8 +49,8 @@ class PatchBatches(Dataset):
         per_rank = batch_size // shard[1]
         self.batches_per_cut = max(1, cut_bytes // (per_rank * patch_size**2 * 3))
         if isinstance(self.images, StoreImages):  # a cut maps its crops' file pages before the next release check
-            mapped_per_batch = per_rank * mapped_per_crop(self.images, patch_size)
-            self.batches_per_cut = max(1, min(self.batches_per_cut, store.CUT_MAP_BYTES // mapped_per_batch))
+            mapped_per_batch = per_rank * pages.mapped_per_crop(self.images.shapes, patch_size)
+            self.batches_per_cut = max(1, min(self.batches_per_cut, pages.CUT_MAP_BYTES // mapped_per_batch))
         self._cropper: BatchCropper | None = None
         self._cut: dict[int, torch.Tensor] = {}  # batches cut ahead, not yet handed out
 

@@ -10,9 +10,9 @@ Each photo is decoded like every loader does (``load_rgb``: EXIF orientation, RG
 a file whose bytes or pixels repeat an earlier one is listed as a duplicate. The split comes from
 a hash of the file's bytes, so a photo keeps its split when others are added (or it is renamed).
 
-Safe to kill at any moment: pixels are appended first, then the index is replaced atomically, and
-a re-run cuts whatever the index does not vouch for and goes on from there. Finished photos are
-recognised by their hash and never decoded again.
+Safe to kill at any moment (``StoreWriter``): pixels are appended first, then the index is
+replaced atomically, and a re-run cuts whatever the index does not vouch for and goes on from
+there. Finished photos are recognised by their hash and never decoded again.
 """
 
 from __future__ import annotations
@@ -29,28 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from filelock import FileLock, Timeout
 from PIL import Image
 from tqdm import tqdm
 
 from src.data.images import ImageError, list_images, load_rgb
 from src.data.splits import SPLITS
-from src.data.store import FORMAT, INDEX, committed_bytes, read_index, split_path, write_index
+from src.data.store import StoreWriter, committed_bytes, file_sha
 from src.errors import DataError, SrlabError
-
-
-def file_sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def split_of(sha: str, val_fraction: float, test_fraction: float) -> str:
-    """train/val/test from the file's hash alone: a file's split never depends on the other files."""
-    u = int(sha[:16], 16) / 2**64
-    return "test" if u < test_fraction else "val" if u < test_fraction + val_fraction else "train"
 
 
 def _decode(path: Path, min_size: int, max_side: int | None) -> tuple[np.ndarray, str] | str:
@@ -88,41 +73,6 @@ def _in_order(pool: ThreadPoolExecutor, fn, items: list, ahead: int) -> Iterator
         yield it, fut.result()
 
 
-def _lock(root: Path) -> FileLock:
-    """An exclusive lock on the store (two prepares writing one store would interleave their pixels);
-    filelock (a torch dependency) works on Windows too."""
-    lock = FileLock(root / ".lock")
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise DataError(f"{root}: another prepare is writing this store") from None
-    return lock
-
-
-def _open_index(store: Path, options: dict[str, Any]) -> dict[str, Any]:
-    if not (store / INDEX).exists():
-        return {"format": FORMAT, "options": options, "splits": {s: [] for s in SPLITS}, "skipped": [], "duplicates": []}
-    index = read_index(store)
-    if index["options"] != options:
-        # Other options would give other pixels or other splits for the photos already stored.
-        old = ", ".join(f"{k}={v}" for k, v in index["options"].items())
-        raise DataError(f"{store}: prepared with {old}; use the same options or another store directory")
-    return index
-
-
-def _truncate_to_index(store: Path, index: dict[str, Any]) -> None:
-    """Cut pixels that a killed run wrote past its last committed index."""
-    for split in SPLITS:
-        path = split_path(store, split)
-        want = committed_bytes(index["splits"][split])
-        have = path.stat().st_size if path.exists() else 0
-        if have < want:
-            raise DataError(f"{path}: {have} bytes, its index needs {want}: the store is damaged; delete it and prepare again")
-        if have > want or not path.exists():
-            with open(path, "ab") as f:
-                f.truncate(want)
-
-
 def prepare(
     photos: str | os.PathLike,
     store: str | os.PathLike,
@@ -146,21 +96,14 @@ def prepare(
     if not (0 <= val_fraction and 0 <= test_fraction and val_fraction + test_fraction < 1):
         raise DataError(f"--val-fraction {val_fraction} --test-fraction {test_fraction}: need 0 <= each, sum < 1")
     options = {"max_side": max_side, "min_size": min_size, "val_fraction": val_fraction, "test_fraction": test_fraction}
-    store.mkdir(parents=True, exist_ok=True)
-    lock = _lock(store)
-    try:
-        index = _open_index(store, options)
-        _truncate_to_index(store, index)
-        (store / f"{INDEX}.tmp").unlink(missing_ok=True)  # a killed commit's leftover
-        return _run(photos, store, index, workers or min(4, os.cpu_count() or 1), commit_seconds, commit_every, progress)
-    finally:
-        lock.release()
+    with StoreWriter(store, options) as writer:
+        return _run(photos, writer, workers or min(4, os.cpu_count() or 1), commit_seconds, commit_every, progress)
 
 
 def _run(
-    photos: Path, store: Path, index: dict[str, Any], workers: int, commit_seconds: float, commit_every: int, progress: bool
+    photos: Path, writer: StoreWriter, workers: int, commit_seconds: float, commit_every: int, progress: bool
 ) -> dict[str, Any]:
-    opts = index["options"]
+    index, opts = writer.index, writer.index["options"]
     # What earlier runs settled, by file hash: a stored, skipped or duplicate file is never decoded again.
     by_sha: dict[str, list[str]] = {}
     for rec in [e for s in SPLITS for e in index["splits"][s]] + index["skipped"] + index["duplicates"]:
@@ -185,15 +128,7 @@ def _run(
         by_sha.setdefault(sha, []).append(name)
 
     counts = {"stored": 0, "skipped": 0, "duplicates": new_dups}
-    outs = {s: open(split_path(store, s), "ab") for s in SPLITS}
     last_commit, since_commit = time.monotonic(), 0
-
-    def commit() -> None:
-        for f in outs.values():  # pixels reach the disk before the index that points at them
-            f.flush()
-            os.fsync(f.fileno())
-        write_index(store, index)
-
     bar = tqdm(total=len(todo), desc="decoding", unit="img", disable=not progress)
     try:
         with ThreadPoolExecutor(workers) as pool:
@@ -207,29 +142,22 @@ def _run(
                     counts["duplicates"] += 1
                 else:
                     arr, px = result
-                    split = split_of(sha, opts["val_fraction"], opts["test_fraction"])
-                    entries = index["splits"][split]
-                    offset = committed_bytes(entries)
-                    outs[split].write(arr.data)
-                    # Listed only once its pixels are written: the index never points past the data.
-                    entries.append({"name": name, "sha": sha, "px": px, "offset": offset, "shape": list(arr.shape[:2])})
+                    writer.append(name, sha, px, arr)
                     stored_px[px] = name
                     counts["stored"] += 1
                 bar.update()
                 bar.set_postfix(counts, refresh=False)
                 since_commit += 1
                 if since_commit >= commit_every or time.monotonic() - last_commit > commit_seconds:
-                    commit()
+                    writer.commit()
                     last_commit, since_commit = time.monotonic(), 0
-        if todo or new_dups or not (store / INDEX).exists():
-            commit()  # a run with nothing new leaves the store untouched
+        if todo or new_dups or not writer.has_index():
+            writer.commit()  # a run with nothing new leaves the store untouched
     except KeyboardInterrupt:
-        commit()  # keep what is finished; every listed image is complete
+        writer.commit()  # keep what is finished; every listed image is complete
         raise
     finally:
         bar.close()
-        for f in outs.values():
-            f.close()
     return {
         **counts,
         "splits": {s: len(index["splits"][s]) for s in SPLITS},

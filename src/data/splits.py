@@ -1,4 +1,4 @@
-"""Deterministic train/val/test splits of a photo folder."""
+"""Deterministic train/val/test splits: the one rule from a hash to a split, and a photo folder's assignment."""
 
 from __future__ import annotations
 
@@ -12,8 +12,23 @@ from src.errors import DataError
 SPLITS = ("train", "val", "test")
 
 
+def unit(digest: bytes) -> float:
+    """The first 64 bits of a hash digest as a fraction in [0, 1): uniform, and the same on every machine."""
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def split_at(u: float, val_fraction: float, test_fraction: float) -> str:
+    """The split of a file whose hash is ``u`` (see ``unit``): test below ``test_fraction``, then val, then train.
+
+    The one threshold rule of a folder (``assign_splits``: a hash of the path) and of a store
+    (``store.split_of``: a hash of the bytes), so the two cannot drift apart.
+    """
+    return "test" if u < test_fraction else "val" if u < test_fraction + val_fraction else "train"
+
+
 def _unit_hash(name: str) -> float:
-    return int.from_bytes(hashlib.sha1(name.encode()).digest()[:8], "big") / 2**64
+    """A folder's hash: of the file's path relative to the root (sha1)."""
+    return unit(hashlib.sha1(name.encode()).digest())
 
 
 def folder_images(root: str) -> list[Path]:
@@ -36,7 +51,7 @@ def assign_splits(
     u = {p: _unit_hash(p.relative_to(root).as_posix()) for p in paths}
     out: dict[str, list[Path]] = {s: [] for s in SPLITS}
     for p in sorted(paths, key=u.__getitem__):
-        out["test" if u[p] < test_fraction else "val" if u[p] < test_fraction + val_fraction else "train"].append(p)
+        out[split_at(u[p], val_fraction, test_fraction)].append(p)
     trainable = trainable or (lambda p: True)
     for s in ("test", "val"):
         if out[s]:

@@ -1,65 +1,66 @@
 """The prepared-photo store: each split's uint8 pixels in one flat file plus a JSON index, memory-mapped.
 
-A store directory (written by ``python -m src.data.prepare``, read by ``SRDataModule.from_store``):
+A store directory (written by ``python -m src.data.prepare`` through ``StoreWriter``, read through
+``open_store`` by ``SRDataModule.from_store``):
 
     index.json   the committed state: prepare's options; per split, its images in file order
                  (``name``, file ``sha``, pixel hash ``px``, byte ``offset``, ``shape`` [H, W]);
                  ``skipped`` files with the reason; ``duplicates`` with the file they repeat
     train.u8     the split's images back to back, each H x W x 3 uint8 in C order (also val.u8, test.u8)
+    .lock        held while a writer appends
 
-Readers map the files instead of reading them: memory stays that of the images being touched, and
-the OS page cache (shared by every process and every run) holds the rest.
+Pixels are appended before the index that points at them is replaced (atomically). Readers map the
+files: memory stays that of the images being touched (``pages.py``), the page cache holds the rest.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import mmap
 import os
-import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from filelock import FileLock, Timeout
 
-from src.data.splits import SPLITS
+from src.data import pages
+from src.data.splits import SPLITS, split_at, unit
 from src.errors import DataError
 
 log = logging.getLogger(__name__)
 
 INDEX = "index.json"
 FORMAT = 1
-# A process's resident set counts the mapped file pages it touched. Past this many bytes handed
-# out (all splits together), the mappings' pages are dropped from the process (the page cache keeps
-# them): RSS stays bounded whatever the store's size, while stores smaller than this are never dropped.
-RELEASE_BYTES = 512 << 20
-# A page fault maps the cached pages around the one touched too (Linux fault-around, 64 KB
-# windows): a 48-row crop spanning 144 KB ends up mapping ~256 KB. Counted per access.
-FAULT_AROUND_BYTES = 128 << 10
-# The estimate above only paces the checks: every this many estimated bytes, the process's resident
-# file pages are read from /proc and the mappings dropped if they are over RELEASE_BYTES. Why not the
-# estimate alone: on a freshly written store, large page-cache folios map 700+ KB per 48 px crop, and
-# RSS reached ~2x its budget.
-CHECK_BYTES = 32 << 20
-# The most one cut (several batches in one BatchCropper call, see PatchBatches) may map, by the estimate
-# above: a call maps all its pages before it can account for them.
-CUT_MAP_BYTES = RELEASE_BYTES // 4
 
 
 def split_path(root: str | os.PathLike, split: str) -> Path:
     return Path(root) / f"{split}.u8"
 
 
-def entry_bytes(entry: dict[str, Any]) -> int:
-    h, w = entry["shape"]
-    return h * w * 3
-
-
 def committed_bytes(entries: list[dict[str, Any]]) -> int:
     """Length of a split file that the index vouches for (anything past it is an unfinished write)."""
-    return entries[-1]["offset"] + entry_bytes(entries[-1]) if entries else 0
+    if not entries:
+        return 0
+    h, w = entries[-1]["shape"]
+    return entries[-1]["offset"] + h * w * 3
+
+
+def file_sha(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes: a photo's identity in the index, and what its split comes from."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def split_of(sha: str, val_fraction: float, test_fraction: float) -> str:
+    """train/val/test from the file's hash alone: a photo keeps its split when others are added or it is renamed."""
+    return split_at(unit(bytes.fromhex(sha[:16])), val_fraction, test_fraction)
 
 
 def read_index(root: str | os.PathLike) -> dict[str, Any]:
@@ -93,20 +94,88 @@ def write_index(root: str | os.PathLike, index: dict[str, Any]) -> None:
         os.close(dir_fd)
 
 
-def resident_file_bytes() -> int | None:
-    """This process's resident file-backed memory (mapped store pages, libraries), or None without /proc."""
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[2]) * mmap.PAGESIZE
-    except (OSError, ValueError, IndexError):
-        return None
+def _open_index(root: Path, options: dict[str, Any]) -> dict[str, Any]:
+    if not (root / INDEX).exists():
+        return {"format": FORMAT, "options": options, "splits": {s: [] for s in SPLITS}, "skipped": [], "duplicates": []}
+    index = read_index(root)
+    if index["options"] != options:
+        # Other options would give other pixels or other splits for the photos already stored.
+        old = ", ".join(f"{k}={v}" for k, v in index["options"].items())
+        raise DataError(f"{root}: prepared with {old}; use the same options or another store directory")
+    return index
 
 
-class _Pages:
-    """Bytes read through every open split mapping of this process since their pages were last dropped."""
+def _file_bytes(path: Path, entries: list[dict[str, Any]], remedy: str) -> int:
+    """The split file's length; a one-line ``DataError`` when it is shorter than its index needs."""
+    have, want = (path.stat().st_size if path.exists() else 0), committed_bytes(entries)
+    if have < want:
+        raise DataError(f"{path}: {have} bytes, its index needs {want}: the store is damaged; {remedy}")
+    return have
 
-    handed_out = 0
-    live: weakref.WeakSet[StoreImages] = weakref.WeakSet()
+
+def _truncate_to_index(root: Path, index: dict[str, Any]) -> None:
+    """Cut pixels that a killed writer appended past its last committed index."""
+    for split in SPLITS:
+        path = split_path(root, split)
+        want = committed_bytes(index["splits"][split])
+        have = _file_bytes(path, index["splits"][split], "delete it and prepare again")
+        if have > want or not path.exists():
+            with open(path, "ab") as f:
+                f.truncate(want)
+
+
+class StoreWriter:
+    """The one writer of a store (a context manager): appends images, commits the index.
+
+    Opening takes an exclusive lock (two writers would interleave their pixels; ``filelock`` works on
+    Windows too), refuses other ``options`` than the store was made with, and repairs what a killed
+    writer left: pixels past the index are cut and a half-written index removed.
+    """
+
+    def __init__(self, root: str | os.PathLike, options: dict[str, Any]) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = FileLock(self.root / ".lock")
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            raise DataError(f"{self.root}: another prepare is writing this store") from None
+        try:
+            self.index = _open_index(self.root, options)
+            _truncate_to_index(self.root, self.index)
+            (self.root / f"{INDEX}.tmp").unlink(missing_ok=True)  # a killed commit's leftover
+            self._files = {s: open(split_path(self.root, s), "ab") for s in SPLITS}
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for f in self._files.values():
+            f.close()
+        self._lock.release()
+
+    def has_index(self) -> bool:
+        """Whether the store has a committed index (a new one has none until its first commit)."""
+        return (self.root / INDEX).exists()
+
+    def append(self, name: str, sha: str, px: str, pixels: np.ndarray) -> None:
+        """Append one ``(H, W, 3)`` uint8 image to the split of its file hash ``sha`` (``px``: its pixel hash)."""
+        split = split_of(sha, self.index["options"]["val_fraction"], self.index["options"]["test_fraction"])
+        entries = self.index["splits"][split]
+        offset = committed_bytes(entries)
+        self._files[split].write(pixels.data)
+        # Listed only once its pixels are written: the index never points past the data.
+        entries.append({"name": name, "sha": sha, "px": px, "offset": offset, "shape": list(pixels.shape[:2])})
+
+    def commit(self) -> None:
+        """Make what was appended durable: the pixels reach the disk before the index that points at them."""
+        for f in self._files.values():
+            f.flush()
+            os.fsync(f.fileno())
+        write_index(self.root, self.index)
 
 
 class StoreImages(Sequence):
@@ -123,7 +192,7 @@ class StoreImages(Sequence):
         self.rows_read = rows_read
         self.offsets = np.array([e["offset"] for e in entries], dtype=np.int64)
         self.shapes = np.array([e["shape"] for e in entries], dtype=np.int64).reshape(-1, 2)
-        self._mmap: mmap.mmap | None = None
+        self.mapping: mmap.mmap | None = None
         self._flat: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -142,45 +211,22 @@ class StoreImages(Sequence):
                     self._flat = np.empty(0, np.uint8)
                     return self._flat
                 # ACCESS_COPY, not read-only: torch warns on (and refuses some uses of) read-only arrays.
-                self._mmap = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY)
-            _Pages.live.add(self)
-            self._flat = np.frombuffer(self._mmap, dtype=np.uint8)
+                self.mapping = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY)
+            pages.track(self)
+            self._flat = np.frombuffer(self.mapping, dtype=np.uint8)
         return self._flat
 
     def __getitem__(self, i: int) -> np.ndarray:  # type: ignore[override]
         h, w = self.shapes[i]
         off = self.offsets[i]
-        self.account(int(min(h, self.rows_read or h) * w * 3) + FAULT_AROUND_BYTES)
+        pages.account(int(min(h, self.rows_read or h) * w * 3) + pages.FAULT_AROUND_BYTES)
         return self.flat()[off : off + h * w * 3].reshape(h, w, 3)
-
-    def account(self, nbytes: int) -> None:
-        """Note ``nbytes`` read through the mapping; drop all mappings' pages from this process when enough piled up.
-
-        ``MADV_DONTNEED`` on a file mapping never loses data: the next access maps the page again
-        from the page cache (or the file), so views already handed out stay valid.
-        """
-        _Pages.handed_out += nbytes
-        if _Pages.handed_out < min(CHECK_BYTES, RELEASE_BYTES):
-            return
-        resident = resident_file_bytes()
-        if resident is None and _Pages.handed_out <= RELEASE_BYTES:
-            return  # no /proc (not Linux): go by the estimate
-        _Pages.handed_out = 0
-        if resident is not None and resident <= RELEASE_BYTES:
-            return
-        maps = [m for m in (images._mmap for images in list(_Pages.live)) if m is not None]
-        if sum(len(m) for m in maps) > RELEASE_BYTES:  # a store smaller than the budget is never dropped
-            for m in maps:
-                m.madvise(mmap.MADV_DONTNEED)
 
     def subset(self, keep: list[int]) -> StoreImages:
         return StoreImages(self.path, [self.entries[i] for i in keep], self.rows_read)
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path, "entries": self.entries, "rows_read": self.rows_read}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["path"], state["entries"], state["rows_read"])
+    def __reduce__(self) -> tuple[type[StoreImages], tuple[Path, list[dict[str, Any]], int | None]]:
+        return type(self), (self.path, self.entries, self.rows_read)  # a worker maps the file again
 
 
 def open_store(
@@ -197,30 +243,17 @@ def open_store(
     for split in SPLITS:
         entries = index["splits"].get(split, [])
         path = split_path(root, split)
-        have = path.stat().st_size if path.exists() else 0
-        if have < committed_bytes(entries):
-            raise DataError(
-                f"{path}: {have} bytes, its index needs {committed_bytes(entries)}: the store is damaged; prepare it again"
-            )
+        _file_bytes(path, entries, "prepare it again")
         images = StoreImages(path, entries, (rows_read or {}).get(split))
         min_size = min_sizes.get(split, 1)
         keep = [i for i, (h, w) in enumerate(images.shapes) if min(h, w) >= min_size]
         if len(keep) < len(images):
-            log.warning(
-                "%s split: %d of %d images are smaller than %d px, not used",
-                split,
-                len(images) - len(keep),
-                len(images),
-                min_size,
-            )
+            n = len(images)
+            log.warning("%s split: %d of %d images are smaller than %d px, not used", split, n - len(keep), n, min_size)
             images = images.subset(keep)
         if not len(images):
-            raise DataError(
-                f"{root}: the {split} split has no image of at least {min_size} px "
-                f"({len(entries)} stored); prepare more photos or raise --{split}-fraction"
-                if split != "train"
-                else f"{root}: the train split has no image of at least {min_size} px ({len(entries)} stored)"
-            )
+            hint = "" if split == "train" else f"; prepare more photos or raise --{split}-fraction"
+            raise DataError(f"{root}: the {split} split has no image of at least {min_size} px ({len(entries)} stored){hint}")
         out[split] = images
     log.info("store %s: %s", root, {k: len(v) for k, v in out.items()})
     return out

@@ -238,8 +238,8 @@ def log_to_wandb(sweep_dir: Path, runs: list[Run]) -> str | None:
         return None
     import wandb
 
-    from src.run_context import sweep_label
-    from src.wandb_logger import make_wandb_logger
+    from src.training.run_context import sweep_label
+    from src.training.wandb_logger import make_wandb_logger
 
     sweep = sweep_label(sweep_dir)
     logger = make_wandb_logger(
@@ -297,6 +297,3 @@ def main(argv: list[str] | None = None) -> None:
     if (sweep_dir / "wandb").is_dir():
         print(f"compare in W&B's terminal dashboard: wandb leet {sweep_dir / 'wandb'}   (or: make compare)")
 
-
-if __name__ == "__main__":
-    main()

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import math
 import sys
-from pathlib import Path
 from typing import Any
 
 import hydra
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from src import CONF_DIR
 from src.errors import ConfigError
 from src.safe_write import check_writable, unwritable_reason
-from src.sr_module import LOSSES
+from src.training.sr_module import LOSSES
 
 SCALES = (2, 3, 4)
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
 
 
 def top_level_keys() -> set[str]:

@@ -8,9 +8,40 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from src.checkpoint import resume_checkpoint
+from src.inference.checkpoint import resume_checkpoint
+
+# Where config targets live now, for runs saved before they moved: old module prefix -> new one.
+MOVED_TARGETS = {
+    f"src.{old}.": f"src.{new}."
+    for old, new in {
+        "sr_module": "training.sr_module", "checkpoint_io": "training.checkpoint_io", "csv_logger": "training.csv_logger",
+        "wandb_logger": "training.wandb_logger", "schedules": "training.schedules", "config_checks": "training.config_checks",
+        "callbacks": "training.callbacks",
+    }.items()
+}
+REMOVED_TARGETS = {"src.hook_profiler.NoProfiler"}  # a no-op profiler: Lightning's default (null) does the same
+
+
+def upgrade_targets(cfg: DictConfig) -> DictConfig:
+    """A saved run config with its ``_target_``s renamed to where they live now (removed ones become null)."""
+
+    def walk(node):
+        if isinstance(node, dict):
+            target = node.get("_target_")
+            if isinstance(target, str):
+                if target in REMOVED_TARGETS:
+                    return None
+                for old, new in MOVED_TARGETS.items():
+                    if target.startswith(old):
+                        node["_target_"] = new + target[len(old) :]
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return OmegaConf.create(walk(OmegaConf.to_container(cfg, resolve=False)))
 
 
 def is_multirun() -> bool:
@@ -105,7 +136,7 @@ def train_precision(accelerator: str) -> str:
 
 
 def register_resolvers() -> None:
-    from src.wandb_logger import settings_group
+    from src.training.wandb_logger import settings_group
 
     resolvers = (
         ("sweep_dir", sweep_dir), ("sweep_name", sweep_name), ("run_name", run_name), ("sqlite_in", sqlite_in),

@@ -25,7 +25,8 @@ from torch import nn
 from src.errors import ConfigError, SrlabError
 
 ALLOWED_PREFIX = "src.arch."
-MODEL_FILE_FORMAT = "srlab-model/1"  # src/model_file.py writes it
+MODEL_FILE_FORMAT = "srlab-model/1"  # src/inference/model_file.py writes it
+BUNDLED_DIR = Path(__file__).resolve().parents[1] / "pretrained"  # the model files shipped in the package
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedModel:
         raise CheckpointError(f"{path}: not a readable checkpoint (not a well-formed pickle)") from None
     except Exception as e:  # corrupt bytes can fail anywhere in the unpickler (IndexError, KeyError, ...)
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
-    if isinstance(ckpt, dict) and ckpt.get("format") == MODEL_FILE_FORMAT:  # a model file (src/model_file.py)
+    if isinstance(ckpt, dict) and ckpt.get("format") == MODEL_FILE_FORMAT:  # a model file (src/inference/model_file.py)
         hp = {k: ckpt.get(k) for k in ("name", "net", "scale")}
         weights = ckpt.get("weights")
         state = {f"net.{k}": v for k, v in weights.items()} if isinstance(weights, dict) else None
@@ -133,10 +134,17 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedModel:
     return LoadedModel(net=net, scale=scale, name=str(hp.get("name", cls.__name__)), path=path)
 
 
+def bundled_file(model: str, scale: int) -> Path:
+    return BUNDLED_DIR / f"{model}_x{scale}.pt"
+
+
+def bundled_models() -> list[str]:
+    """``<model> x<scale>`` of every bundled model file."""
+    return [p.stem.replace("_x", " x") for p in sorted(BUNDLED_DIR.glob("*_x*.pt"))]
+
+
 def load_model(ckpt: str | os.PathLike | None, model: str | None = None, scale: int | None = None) -> LoadedModel:
     """The net of a checkpoint or model file (``ckpt``), or a bundled model (``model`` at ``scale``, default 2)."""
-    from src.model_file import bundled_file, bundled_models
-
     bundled = f"bundled: {', '.join(bundled_models()) or 'none'}"
     if ckpt and model:
         raise CheckpointError(f"checkpoint {ckpt} and bundled model {model}: give one of them, not both")

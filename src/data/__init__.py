@@ -1,0 +1,1 @@
+"""Photos to training batches: folders, the prepared store, splits, crops, the Lightning data module."""

@@ -1,0 +1,76 @@
+"""Model files: a trained net without Lightning (net config, scale, weights, and the card of how it was made).
+
+    python -m src.model_file <run dir or .ckpt> --out model.pt [--fp16]
+
+A model file is a ``torch.save`` of plain containers and tensors, read with ``weights_only=True`` like
+any checkpoint (``src.inference.checkpoint.load_checkpoint`` takes both). The bundled models in
+``src/pretrained/`` are such files: ``--model cnn_deep --scale 3`` in upscale, evaluate and export.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+
+from src.inference.checkpoint import MODEL_FILE_FORMAT, load_checkpoint
+
+
+def pack(ckpt: dict[str, Any], card: dict[str, Any], fp16: bool) -> dict[str, Any]:
+    """A model file's contents from a Lightning checkpoint's (already loaded weights-only)."""
+    hp = ckpt["hyper_parameters"]
+    weights = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    if fp16:  # halves the file; inference runs in fp32 or the chosen precision (weights are cast on load)
+        weights = {k: v.half() for k, v in weights.items()}
+    meta = {"format": MODEL_FILE_FORMAT, "name": hp["name"], "scale": hp["scale"], "net": hp["net"]}
+    return meta | {"weights": weights, "card": card}
+
+
+def data_name(data_cfg: Any) -> str:
+    """The training data by name, not by path (a card travels to other machines): a folder's image sets
+    (its subfolders, e.g. "BSD200 + T91"), else its own name; the data module for built-in data."""
+    if "root" not in data_cfg:
+        return str(data_cfg.get("_target_"))
+    root = Path(str(data_cfg.root)).resolve()
+    sets = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    return " + ".join(sets) or root.name
+
+
+def card_of(run_dir: Path) -> dict[str, Any]:
+    """How a run's net was made: its data, recipe, budget and hardware, from the run's own files."""
+    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return {
+        "data": data_name(cfg.data),
+        "recipe": {
+            "optimizer": OmegaConf.to_container(cfg.optimizer), "scheduler": OmegaConf.to_container(cfg.scheduler),
+            "data": {k: cfg.data[k] for k in ("scale", "patch_size", "patches_per_image", "batch_size")},
+            "epochs": summary["epochs"], "steps": summary["steps"], "precision": summary["precision"], "seed": cfg.seed,
+        },
+        "budget": {"fit_seconds": summary["fit_seconds"], "device": summary["device"], "host": summary.get("host")},
+        "val_psnr_y": summary["val_psnr_y"],
+    }  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Pack a training run's best checkpoint into a model file.")
+    parser.add_argument("run", type=Path, help="a run dir (its best checkpoint, from summary.json) or a .ckpt in one")
+    parser.add_argument("--out", type=Path, required=True, help="the model file to write")
+    parser.add_argument("--fp16", action="store_true", help="store the weights in fp16 (half the size)")
+    args = parser.parse_args(argv)
+    run_dir = args.run if args.run.is_dir() else args.run.parent.parent
+    ckpt_path = Path(json.loads((run_dir / "summary.json").read_text())["checkpoint"]) if args.run.is_dir() else args.run
+    load_checkpoint(ckpt_path)  # refuses an unsafe or foreign file before it is packed
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    card = card_of(run_dir)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(f".{args.out.name}.tmp")
+    torch.save(pack(ckpt, card, args.fp16), tmp)
+    tmp.replace(args.out)
+    hp = ckpt["hyper_parameters"]
+    print(f"{args.out}: {hp['name']} x{hp['scale']}, {args.out.stat().st_size:,} bytes")
+
