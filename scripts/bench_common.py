@@ -1,4 +1,4 @@
-"""Helpers shared by scripts/bench_train.py and scripts/bench_infer.py (not a script itself).
+"""The harness shared by the bench scripts (train, infer, heap; not a script itself).
 
 Timing rules used throughout: wall-clock with ``time.perf_counter``, a device sync only at the two
 ends of a timed span (never per step, which would itself cost what we want to measure), medians
@@ -7,12 +7,15 @@ over repeats, and A/B pairs interleaved so a noisy neighbour on a shared machine
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
 import statistics
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -22,6 +25,27 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 MODELS = ("cnn_small", "cnn_medium", "cnn_deep", "waifu2x")
+
+K = TypeVar("K")
+
+
+def add_harness_args(ap: argparse.ArgumentParser) -> None:
+    """The flags every bench takes the same way: which nets, how many repeats, threads, JSON rows."""
+    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    ap.add_argument("--json", help="also write the table rows to this JSON file (scripts/bench_gpu.sh merges them)")
+
+
+def set_threads(n: int) -> None:
+    """torch's intra-op threads; 0 keeps torch's default."""
+    if n:
+        torch.set_num_threads(n)
+
+
+def head(device_name: str, *settings: str) -> str:
+    """The line a table is read against: the device, torch's version, then the run's own settings."""
+    return ", ".join([f"device {device_name}", f"torch {torch.__version__}", *settings])
 
 
 def sync(device: torch.device) -> None:
@@ -39,21 +63,59 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     raise ValueError(f"precision {precision!r}: use 32-true or bf16-mixed")
 
 
+def seconds(
+    fn: Callable[[], object], device: torch.device, calls: int, warmup: int = 1, clock: Callable[[], float] = time.perf_counter
+) -> float:
+    """Seconds of ``calls`` calls of ``fn``, after ``warmup`` untimed ones (kernel selection, allocator growth)."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    start = clock()
+    for _ in range(calls):
+        fn()
+    sync(device)
+    return clock() - start
+
+
+def seconds_per_call(fn: Callable[[], object], device: torch.device, calls: int) -> float:
+    """Seconds per call of ``fn`` over ``calls`` calls, after one warm-up call."""
+    return seconds(fn, device, calls) / calls
+
+
+def in_turn(names: Sequence[K], r: int) -> list[K]:
+    """Repeat ``r``'s order: as given on even repeats, reversed on odd ones, so a slow spell does not keep hitting one side."""
+    return list(names) if r % 2 == 0 else list(names)[::-1]
+
+
+def interleave(
+    ways: Mapping[K, Callable[[], float]], repeats: int, after: Callable[[int, dict[K, list[float]]], None] | None = None
+) -> dict[K, list[float]]:
+    """Each way's measurement per repeat, the ways run in turn within a repeat; ``after(r, results)`` ends repeat ``r``."""
+    results: dict[K, list[float]] = {k: [] for k in ways}
+    for r in range(repeats):
+        for k in in_turn(list(ways), r):
+            results[k].append(ways[k]())
+        if after is not None:
+            after(r, results)
+    return results
+
+
 def median(xs: Sequence[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
+
+
+def ratios(num: Sequence[float], den: Sequence[float]) -> list[float]:
+    # Per repeat: both sides of a ratio ran in the same round, next to the same neighbours, so the
+    # ratios are steadier than a ratio of medians.
+    return [a / b for a, b in zip(num, den, strict=True)]
 
 
 def matmul_gflops(device: torch.device, dtype: torch.dtype, n: int = 2048, reps: int = 3, clock=time.perf_counter) -> float:
     """GFLOP/s of one large ``torch.matmul`` (n x n x n): the dense-compute ceiling of this device and dtype."""
     a = torch.randn(n, n, device=device).to(dtype)
     b = torch.randn(n, n, device=device).to(dtype)
-    torch.matmul(a, b)  # first call picks/JITs the kernel
-    sync(device)
-    start = clock()
-    for _ in range(reps):
-        torch.matmul(a, b)
-    sync(device)
-    return 2 * n**3 * reps / (clock() - start) / 1e9
+    # The warm-up call picks/JITs the kernel.
+    return 2 * n**3 * reps / seconds(lambda: torch.matmul(a, b), device, reps, clock=clock) / 1e9
 
 
 def conv_macs(net: nn.Module, in_channels: int, h: int, w: int) -> int:
@@ -141,3 +203,11 @@ def table(rows: list[dict[str, object]], cols: list[str]) -> str:
     line = "  ".join(c.rjust(w) for c, w in zip(cols, widths, strict=True))
     body = ["  ".join(str(r.get(c, "")).rjust(w) for c, w in zip(cols, widths, strict=True)) for r in rows]
     return "\n".join([line, "-" * len(line), *body])
+
+
+def print_rows(rows: list[dict[str, object]], json_path: str | None, note: str) -> None:
+    """The result table after a blank line, then what its columns mean; also as JSON rows when asked."""
+    if json_path:
+        Path(json_path).write_text(json.dumps(rows, indent=1))
+    print("\n" + table(rows, list(rows[0])))
+    print(note)

@@ -17,8 +17,8 @@ Weights are random: speed and memory do not depend on them.
 
 ``--ckpt``: the acceptance A/B of ``src.devices``' default precision. For each variant (fp32 in the NCHW
 layout the nets ran in before channels_last, then each precision in channels_last, what ``src.inference.tiling``
-runs now) it times ``src.inference.evaluate.super_resolve`` on the Set5 LR images (x the checkpoint's scale,
-tile ``auto``), interleaved over ``--repeats``, and scores them with ``src.inference.evaluate.score_image``:
+runs now) it times ``src.inference.scoring.super_resolve`` on the Set5 LR images (x the checkpoint's scale,
+tile ``auto``), interleaved over ``--repeats``, and scores them with ``src.inference.scoring.score_image``:
 seconds per image, speed-up over the first variant, PSNR-Y and its difference from fp32.
 
 ``--resize``: ``downscale`` + ``upsample`` (x2, bicubic) of a training batch (16x3x48x48) and of a photo
@@ -31,27 +31,44 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import json
 import math
 import os
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 import numpy as np
 import torch
-import torch.nn.functional as F
-from bench_common import MODELS, ROOT, compose_train, median, peak_memory, sync, table
+from bench_common import (
+    ROOT,
+    add_harness_args,
+    compose_train,
+    head,
+    interleave,
+    median,
+    peak_memory,
+    print_rows,
+    ratios,
+    seconds,
+    seconds_per_call,
+    set_threads,
+    table,
+)
 
-from src import tiling
+from src.arch.pipeline import SRPipeline
 from src.degrade import downscale, resize_matrix, upsample
 from src.devices import PRECISIONS, describe, precision_context, resolve_precision, select_device
+from src.inference import tiling
 from src.inference.tiling import DEFAULT_TILE, prepare_net, tile_margin, upscale_tensor
-from src.metrics import to_y
+
+if TYPE_CHECKING:
+    from src.inference.checkpoint import LoadedModel
 
 # Lightning's names, as scripts/bench_gpu.sh passes them, for src.devices' names.
 ALIASES = {"32-true": "fp32", "32": "fp32", "bf16-mixed": "bf16", "16-mixed": "fp16"}
+SPEED_NOTE = "MP/s of output pixels, medians; ratios: median of per-repeat ratios; MB: peak above the start of each call"
+CKPT_NOTE = "s/image: median over repeats of the Set5 pass / 5; speed-up: median of per-repeat ratios; tile auto"
 
 
 @contextlib.contextmanager
@@ -65,139 +82,172 @@ def nchw_tiling() -> Iterator[None]:
         tiling.prepare_net = keep
 
 
+def layout_context(channels_last: bool) -> contextlib.AbstractContextManager:
+    return contextlib.nullcontext() if channels_last else nchw_tiling()
+
+
+def load_note() -> str:
+    return f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
+
+
+# --- default: raw / untiled / tiled upscaling speed and peak memory per net -----------------------------------
 def build_net(model: str, device: torch.device, channels_last: bool) -> torch.nn.Module:
     cfg = compose_train([f"model={model}"])
     net = hydra.utils.instantiate(cfg.model.net).eval()
     return prepare_net(net, device) if channels_last else net.to(device)
 
 
-def timed(fn, device: torch.device, reps: int) -> float:
-    """Seconds per call of ``fn`` (one warm-up call first: kernel selection, allocator growth)."""
-    fn()
-    sync(device)
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    sync(device)
-    return (time.perf_counter() - t0) / reps
-
-
-def bench(args: argparse.Namespace, model: str, device: torch.device) -> dict[str, object]:
-    net = build_net(model, device, args.channels_last)
-    s, n = args.scale, args.lr_size
-    gen = torch.Generator().manual_seed(0)
-    lr = torch.rand(1, 3, n, n, generator=gen).to(device)
-    out_mp = (n * s) ** 2 / 1e6
-
-    # The raw forward's input: exactly what sr_whole feeds the net, prepared once outside the clock.
+def raw_input(net: torch.nn.Module, lr: torch.Tensor, scale: int, channels_last: bool) -> torch.Tensor:
+    """Exactly what sr_whole feeds the net, prepared once outside the clock."""
+    pipeline = SRPipeline(net, scale)
     with torch.inference_mode():
-        x = upsample(lr, s, net.upsample)
-        if net.in_channels == 1:
-            x = to_y(x) / 255
-        o = net.offset
-        x = F.pad(x, (o, o, o, o), mode="replicate") if o else x
-        if args.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = pipeline.pad(pipeline.net_input(pipeline.upsample(lr)))
+        return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
-    layout = contextlib.nullcontext if args.channels_last else nchw_tiling
+
+def upscale_ways(
+    args: argparse.Namespace, net: torch.nn.Module, lr: torch.Tensor, device: torch.device
+) -> dict[str, Callable[[], torch.Tensor]]:
+    """Three ways to the same SR image: the net alone on a ready input, upscale_tensor whole, upscale_tensor tiled."""
+    x = raw_input(net, lr, args.scale, args.channels_last)
 
     def raw() -> torch.Tensor:
         with torch.inference_mode(), precision_context(device, args.precision):
             return net(x)
 
-    def untiled() -> torch.Tensor:
-        with layout():
-            return upscale_tensor(net, lr, s, tile=0, precision=args.precision)
+    def upscale(tile: int) -> torch.Tensor:
+        with layout_context(args.channels_last):
+            return upscale_tensor(net, lr, args.scale, tile=tile, precision=args.precision)
 
-    def tiled() -> torch.Tensor:
-        with layout():
-            return upscale_tensor(net, lr, s, tile=args.tile, precision=args.precision)
+    return {"raw": raw, "untiled": functools.partial(upscale, 0), "tiled": functools.partial(upscale, args.tile)}
 
-    ways = {"raw": raw, "untiled": untiled, "tiled": tiled}
-    secs: dict[str, list[float]] = {k: [] for k in ways}
-    for r in range(args.repeats):
-        names = list(ways) if r % 2 == 0 else list(reversed(ways))  # alternate order against drift on a shared CPU
-        for k in names:
-            secs[k].append(timed(ways[k], device, args.calls))
+
+def peak_mbs(ways: dict[str, Callable[[], torch.Tensor]], device: torch.device) -> dict[str, float]:
+    """Peak MB of one call of each way, in its own untimed run (sampling memory costs CPU time)."""
     mem: dict[str, float] = {}
     for k, fn in ways.items():
         with peak_memory(device) as m:
             fn()
         mem[k] = m["peak_mb"]
+    return mem
+
+
+def bench(args: argparse.Namespace, model: str, device: torch.device) -> dict[str, object]:
+    """One net's row: MP/s of each way (medians of interleaved repeats), their ratios, tiles, margin, peak MB."""
+    net = build_net(model, device, args.channels_last)
+    n = args.lr_size
+    lr = torch.rand(1, 3, n, n, generator=torch.Generator().manual_seed(0)).to(device)
+    ways = upscale_ways(args, net, lr, device)
+    secs = interleave({k: functools.partial(seconds_per_call, fn, device, args.calls) for k, fn in ways.items()}, args.repeats)
+    mem = peak_mbs(ways, device)
+    out_mp = (n * args.scale) ** 2 / 1e6  # MP/s counts output pixels
     mps = {k: out_mp / median(v) for k, v in secs.items()}
-    # Per-repeat ratios (same round, same neighbours) are steadier than a ratio of medians.
-    tiled_ratio = median([u / t for u, t in zip(secs["untiled"], secs["tiled"], strict=True)])
-    untiled_raw = median([r_ / u for r_, u in zip(secs["raw"], secs["untiled"], strict=True)])
-    h, w = n, n
-    tiles = -(-h // args.tile) * -(-w // args.tile)
     return {
         "model": model,
         "raw MP/s": f"{mps['raw']:.3f}",
         "untiled MP/s": f"{mps['untiled']:.3f}",
         "tiled MP/s": f"{mps['tiled']:.3f}",
-        "tiled/untiled": f"{tiled_ratio:.3f}",
-        "untiled/raw": f"{untiled_raw:.3f}",
-        "tiles": tiles,
-        "margin": tile_margin(net, s),
+        "tiled/untiled": f"{median(ratios(secs['untiled'], secs['tiled'])):.3f}",
+        "untiled/raw": f"{median(ratios(secs['raw'], secs['untiled'])):.3f}",
+        "tiles": -(-n // args.tile) * -(-n // args.tile),
+        "margin": tile_margin(net, args.scale),
         "raw MB": f"{mem['raw']:.0f}",
         "untiled MB": f"{mem['untiled']:.0f}",
         "tiled MB": f"{mem['tiled']:.0f}",
     }
 
 
+def run_speed(args: argparse.Namespace, device: torch.device) -> None:
+    layout = "channels_last" if args.channels_last else "NCHW"
+    size = f"LR {args.lr_size}^2 -> HR {args.lr_size * args.scale}^2"
+    settings = f"threads {torch.get_num_threads()}", f"x{args.scale}", size, f"tile {args.tile}", layout
+    print(head(describe(device, args.precision), *settings), flush=True)
+    rows = []
+    for model in args.models:
+        rows.append(bench(args, model, device))
+        print(f"  {model}: done", flush=True)
+    print_rows(rows, args.json, SPEED_NOTE)
+
+
 # --- --ckpt: precision A/B on Set5 -------------------------------------------------------------------------
-def precision_ab(args: argparse.Namespace, device: torch.device) -> list[dict[str, object]]:
+Variant = tuple[str, str]  # (precision, layout)
+
+
+def load_set5(folder: Path, scale: int) -> tuple[list[Path], list[torch.Tensor], float]:
+    """The Set5 HR paths, their LR images (mod-cropped, downscaled) and the output megapixels of one pass."""
     from src.data.images import list_images
+    from src.inference.scoring import modcrop, read_hr
+
+    paths = list_images(folder)
+    hrs = [modcrop(torch.from_numpy(read_hr(p)).permute(2, 0, 1)[None].double() / 255, scale) for p in paths]
+    return paths, [downscale(hr, scale).float() for hr in hrs], sum(hr.shape[-2] * hr.shape[-1] for hr in hrs) / 1e6
+
+
+def set5_pass(model: LoadedModel, lrs: list[torch.Tensor], device: torch.device, variant: Variant) -> None:
+    from src.inference.scoring import super_resolve
+
+    precision, layout = variant
+    with layout_context(layout != "nchw"):
+        for lr in lrs:
+            super_resolve(model, lr, "auto", device=device, precision=precision)
+
+
+def set5_psnr(model: LoadedModel, paths: list[Path], device: torch.device, variant: Variant) -> float:
+    from src.inference.scoring import read_hr, score_image
+
+    precision, layout = variant
+    with layout_context(layout != "nchw"):
+        return float(np.mean([score_image(read_hr(p), model.scale, model, "auto", device, precision)["psnr_y"] for p in paths]))
+
+
+def time_variants(
+    args: argparse.Namespace, model: LoadedModel, lrs: list[torch.Tensor], device: torch.device, variants: list[Variant]
+) -> dict[Variant, list[float]]:
+    """Seconds of one Set5 pass per variant and repeat, interleaved, each repeat printed as it ends."""
+
+    def one_pass(v: Variant) -> float:
+        return seconds(functools.partial(set5_pass, model, lrs, device, v), device, calls=1, warmup=0)
+
+    def after(r: int, secs: dict[Variant, list[float]]) -> None:
+        done = ", ".join(f"{p}/{lay} {secs[(p, lay)][-1]:.2f} s" for p, lay in variants)
+        print(f"  repeat {r + 1}/{args.repeats}: " + done, flush=True)
+
+    return interleave({v: functools.partial(one_pass, v) for v in variants}, args.repeats, after)
+
+
+def precision_ab(args: argparse.Namespace, device: torch.device) -> list[dict[str, object]]:
+    """Per variant: s/image, MP/s, speed-up over fp32/NCHW, Set5 PSNR-Y and its distance from fp32."""
     from src.inference.checkpoint import load_checkpoint
-    from src.inference.evaluate import modcrop, read_hr, score_image, super_resolve
 
     model = load_checkpoint(args.ckpt)
-    s = model.scale
-    paths = list_images(args.set5)
-    hrs = [modcrop(torch.from_numpy(read_hr(p)).permute(2, 0, 1)[None].double() / 255, s) for p in paths]
-    lrs = [downscale(hr, s).float() for hr in hrs]
-    out_mp = sum(hr.shape[-2] * hr.shape[-1] for hr in hrs) / 1e6
+    paths, lrs, out_mp = load_set5(args.set5, model.scale)
     variants = [("fp32", "nchw")] + [(p, "channels_last") for p in args.precisions]
-
-    def run(precision: str, layout: str) -> None:
-        with nchw_tiling() if layout == "nchw" else contextlib.nullcontext():
-            for lr in lrs:
-                super_resolve(model, lr, "auto", device=device, precision=precision)
-        sync(device)
-
-    secs: dict[tuple[str, str], list[float]] = {v: [] for v in variants}
-    for r in range(args.repeats):
-        for v in variants if r % 2 == 0 else variants[::-1]:  # alternate order against drift on a shared machine
-            t0 = time.perf_counter()
-            run(*v)
-            secs[v].append(time.perf_counter() - t0)
-        print(
-            f"  repeat {r + 1}/{args.repeats}: " + ", ".join(f"{p}/{lay} {secs[(p, lay)][-1]:.2f} s" for p, lay in variants),
-            flush=True,
-        )
-    psnr: dict[tuple[str, str], float] = {}
-    for v in variants:
-        with nchw_tiling() if v[1] == "nchw" else contextlib.nullcontext():
-            psnr[v] = float(np.mean([score_image(read_hr(p), s, model, "auto", device, v[0])["psnr_y"] for p in paths]))
+    secs = time_variants(args, model, lrs, device, variants)
+    psnr = {v: set5_psnr(model, paths, device, v) for v in variants}
     base = variants[0]
-    fp32 = psnr[("fp32", "channels_last")] if ("fp32", "channels_last") in psnr else psnr[base]
+    fp32 = psnr.get(("fp32", "channels_last"), psnr[base])
     rows = []
     for v in variants:
-        per_image = median(secs[v]) / len(lrs)
-        speedup = median([b / t for b, t in zip(secs[base], secs[v], strict=True)])
+        speedup = median(ratios(secs[base], secs[v]))
         rows.append(
             {
                 "precision": v[0],
                 "layout": v[1],
-                "s/image": f"{per_image:.3f}",
+                "s/image": f"{median(secs[v]) / len(lrs):.3f}",
                 "MP/s": f"{out_mp / median(secs[v]):.3f}",
                 f"x vs {base[0]}/{base[1]}": f"{speedup:.2f}",
-                f"Set5 x{s} PSNR-Y": f"{psnr[v]:.4f}",
+                f"Set5 x{model.scale} PSNR-Y": f"{psnr[v]:.4f}",
                 "dB vs fp32": f"{psnr[v] - fp32:+.4f}",
                 "2x and 0.02 dB": "yes" if speedup >= 2 and abs(psnr[v] - fp32) <= 0.02 else "no",
             }
         )
     return rows
+
+
+def run_ckpt(args: argparse.Namespace, device: torch.device) -> None:
+    args.precisions = args.precisions or (["fp32", "bf16"] + (["fp16"] if device.type != "cpu" else []))
+    print(head(describe(device, "fp32")) + f"{load_note()}; {args.ckpt}; Set5 {args.set5}", flush=True)
+    print_rows(precision_ab(args, device), args.json, CKPT_NOTE)
 
 
 # --- --resize: the resize kernels, dense-only (before) vs now ------------------------------------------------
@@ -219,38 +269,37 @@ def _old_imresize(x: torch.Tensor, scale: float, round_uint8: bool = False) -> t
     return x
 
 
-def resize_ab(args: argparse.Namespace, device: torch.device) -> list[dict[str, object]]:
-    rows = []
-    for shape, calls in (((16, 3, 48, 48), 200), ((1, 3, 480, 640), 10)):
-        hr = torch.rand(*shape, generator=torch.Generator().manual_seed(0)).to(device)
+def resize_row(shape: tuple[int, ...], calls: int, repeats: int, device: torch.device) -> dict[str, object]:
+    """Us per downscale+upsample of one batch shape, before vs now (interleaved medians), and their largest difference."""
+    hr = torch.rand(*shape, generator=torch.Generator().manual_seed(0)).to(device)
 
-        def before(hr=hr) -> torch.Tensor:
-            return _old_imresize(_old_imresize(hr, 0.5, True), 2.0).clamp_(0, 1)
+    def before() -> torch.Tensor:
+        return _old_imresize(_old_imresize(hr, 0.5, True), 2.0).clamp_(0, 1)
 
-        def now(hr=hr) -> torch.Tensor:
-            return upsample(downscale(hr, 2), 2, "bicubic")
+    def now() -> torch.Tensor:
+        return upsample(downscale(hr, 2), 2, "bicubic")
 
-        ways = {"before": before, "now": now}
-        secs: dict[str, list[float]] = {k: [] for k in ways}
-        for r in range(args.repeats):
-            for k in ways if r % 2 == 0 else reversed(ways):
-                secs[k].append(timed(ways[k], device, calls))
-        diff = (before() - now()).abs().max().item()
-        rows.append(
-            {
-                "batch": "x".join(map(str, shape)),
-                "before us": f"{median(secs['before']) * 1e6:.0f}",
-                "now us": f"{median(secs['now']) * 1e6:.0f}",
-                "now/before": f"{median([n / b for n, b in zip(secs['now'], secs['before'], strict=True)]):.3f}",
-                "max |diff|": f"{diff:.1e}",
-            }
-        )
-    return rows
+    ways = {"before": before, "now": now}
+    secs = interleave({k: functools.partial(seconds_per_call, fn, device, calls) for k, fn in ways.items()}, repeats)
+    return {
+        "batch": "x".join(map(str, shape)),
+        "before us": f"{median(secs['before']) * 1e6:.0f}",
+        "now us": f"{median(secs['now']) * 1e6:.0f}",
+        "now/before": f"{median(ratios(secs['now'], secs['before'])):.3f}",
+        "max |diff|": f"{(before() - now()).abs().max().item():.1e}",
+    }
 
 
-def main() -> None:
+def run_resize(args: argparse.Namespace, device: torch.device) -> None:
+    print(head(describe(device, "fp32")) + f"{load_note()}; medians of {args.repeats} repeats", flush=True)
+    # A training batch and a photo.
+    rows = [resize_row(shape, calls, args.repeats, device) for shape, calls in (((16, 3, 48, 48), 200), ((1, 3, 480, 640), 10))]
+    print(table(rows, list(rows[0])))
+
+
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    add_harness_args(ap)
     ap.add_argument("--scale", type=int, default=2)
     ap.add_argument("--lr-size", type=int, default=384, help="LR image side; output is scale x this")
     ap.add_argument(
@@ -269,52 +318,23 @@ def main() -> None:
     ap.add_argument("--set5", type=Path, default=ROOT.parent / "shared" / "sr_benchmarks" / "Set5", help="HR folder for --ckpt")
     ap.add_argument("--precisions", nargs="+", choices=PRECISIONS, help="for --ckpt (default: fp32 bf16, plus fp16 on a GPU)")
     ap.add_argument("--resize", action="store_true", help="downscale+upsample: dense-only (before) vs src.degrade now")
-    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--calls", type=int, default=2, help="calls per timed span")
     ap.add_argument("--device", default="cpu", help="auto | cpu | cuda[:N] | mps (default cpu)")
-    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
-    ap.add_argument("--json", help="also write the table rows to this JSON file (scripts/bench_gpu.sh merges them)")
     ap.add_argument("--quick", action="store_true", help="tiny run (LR 64, tile 32, 1 repeat): checks it works")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.quick:
         args.lr_size, args.tile, args.repeats, args.calls = 64, 32, 1, 1
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     os.chdir(ROOT)
     device = select_device(args.device)
     args.precision = ALIASES.get(args.precision, args.precision)
     resolve_precision(args.precision, device)
-    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
-    if args.resize:
-        print(
-            f"device {describe(device, 'fp32')}, torch {torch.__version__}{load}; medians of {args.repeats} repeats", flush=True
-        )
-        print(table(rows := resize_ab(args, device), list(rows[0])))
-        return
-    if args.ckpt:
-        args.precisions = args.precisions or (["fp32", "bf16"] + (["fp16"] if device.type != "cpu" else []))
-        print(f"device {describe(device, 'fp32')}, torch {torch.__version__}{load}; {args.ckpt}; Set5 {args.set5}", flush=True)
-        rows = precision_ab(args, device)
-        if args.json:
-            Path(args.json).write_text(json.dumps(rows, indent=1))
-        print("\n" + table(rows, list(rows[0])))
-        print("s/image: median over repeats of the Set5 pass / 5; speed-up: median of per-repeat ratios; tile auto")
-        return
-    dev_name = describe(device, args.precision)
-    print(
-        f"device {dev_name}, torch {torch.__version__}, threads {torch.get_num_threads()}, x{args.scale}, "
-        f"LR {args.lr_size}^2 -> HR {args.lr_size * args.scale}^2, tile {args.tile}, "
-        f"{'channels_last' if args.channels_last else 'NCHW'}",
-        flush=True,
-    )
-    rows = []
-    for model in args.models:
-        rows.append(bench(args, model, device))
-        print(f"  {model}: done", flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
-    print("\n" + table(rows, list(rows[0])))
-    print("MP/s of output pixels, medians; ratios: median of per-repeat ratios; MB: peak above the start of each call")
+    run = run_resize if args.resize else run_ckpt if args.ckpt else run_speed
+    run(args, device)
 
 
 if __name__ == "__main__":

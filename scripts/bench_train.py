@@ -21,21 +21,36 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import logging
 import math
 import os
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import hydra
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-from bench_common import MODELS, ROOT, autocast, compose_train, conv_macs, matmul_gflops, median, sync, table
+from bench_common import (
+    ROOT,
+    add_harness_args,
+    autocast,
+    compose_train,
+    conv_macs,
+    head,
+    interleave,
+    matmul_gflops,
+    median,
+    print_rows,
+    ratios,
+    seconds,
+    set_threads,
+    sync,
+)
+from omegaconf import DictConfig, open_dict
 
 from src.data.patches import PatchBatches
 from src.degrade import downscale, to_float, upsample
@@ -44,15 +59,27 @@ from src.metrics import to_y
 # Wall clock by default. ``--clock cpu`` uses process CPU time instead: with ``--threads 1`` it counts the
 # work done and not the time other processes held the cores, so A/B ratios hold on a crowded machine.
 CLOCK = time.perf_counter
+PRECISIONS = {"32-true": torch.float32, "bf16-mixed": torch.bfloat16}  # Lightning's name -> the matmul ceiling's dtype
+PHASES = {"start": "next batch", "backward": "forward", "optimizer": "backward", "end": "optimizer"}
+TABLE_NOTE = (
+    "srlab/bare: median of per-repeat ratios (min..max over repeats); floor: FloorModule; static: srlab fed in-memory "
+    "batches; ceiling: median torch.matmul {n}^3 timed between repeats; {mode}; {clock} clock"
+)
+PHASE_NOTE = (
+    "us per step, median over timed steps, then over repeats; next batch: end of a step -> start of the next "
+    "(Lightning's bookkeeping, loading the batch, batch-start hooks); optimizer: the step, zero_grad, LR "
+    "schedule and batch-end hooks; sum: of the medians (periodic work such as checkpoint writes is in p/s only)"
+)
 
 
 @dataclass
 class Result:
-    bare: list[float] = field(default_factory=list)  # patches/s per repeat
-    srlab: list[float] = field(default_factory=list)
-    floor: list[float] = field(default_factory=list)  # --floor: a minimal LightningModule, no srlab code
-    static: list[float] = field(default_factory=list)  # --static-data: srlab's path fed the bare loop's batches
-    phases: dict[str, list[dict[str, float]]] = field(default_factory=dict)  # --phases: side -> per-repeat medians
+    """One net and precision: patches/s per repeat of each side timed (bare, srlab, then --floor's and
+    --static-data's), the matmul ceilings timed between repeats, and --phases' per-repeat medians per side."""
+
+    rates: dict[str, list[float]]
+    ceilings: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PRECISIONS})
+    phases: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     macs_per_patch: int = 0
 
 
@@ -101,9 +128,6 @@ class StepClock(pl.Callback):
         for (_, t0), (name, t1) in itertools.pairwise(self.stamps or []):
             spans[name].append((t1 - t0) * 1e6)
         return {name: median(v) for name, v in spans.items()}
-
-
-PHASES = {"start": "next batch", "backward": "forward", "optimizer": "backward", "end": "optimizer"}
 
 
 def overrides_for(args: argparse.Namespace, model: str, precision: str, steps_total: int, out_dir: str) -> list[str]:
@@ -200,6 +224,7 @@ class BareLoop:
 
     def loss(self, batch: torch.Tensor) -> torch.Tensor:
         """SRModule.training_step's work on one uint8 batch, under whatever autocast the caller set."""
+        # Written out, not through SRPipeline: the baseline is the bare torch calls, no srlab module between them.
         net = self.net
         with torch.autocast(batch.device.type, enabled=False):  # degradation in fp32, as SRModule.degrade
             hr = to_float(batch)
@@ -223,14 +248,8 @@ class BareLoop:
         self.opt.step()
 
     def run(self, warmup: int, steps: int, batch: int) -> float:
-        for _ in range(warmup):
-            self.step()
-        sync(self.device)
-        t0 = CLOCK()
-        for _ in range(steps):
-            self.step()
-        sync(self.device)
-        return steps * batch / (CLOCK() - t0)
+        """Patches/s of ``steps`` steps after ``warmup`` untimed ones."""
+        return steps * batch / seconds(self.step, self.device, steps, warmup=warmup, clock=CLOCK)
 
 
 class FloorModule(pl.LightningModule):
@@ -265,76 +284,122 @@ def run_floor(
     return steps * batch / (clock.t1 - clock.t0)
 
 
-def choose_steps(bare: BareLoop, seconds: float, min_steps: int) -> int:
-    """Timed steps per repeat so each side runs about ``seconds``: nets differ 200x in cost per step."""
-    for _ in range(2):
-        bare.step()
-    sync(bare.device)
-    t0 = time.perf_counter()
-    for _ in range(3):
-        bare.step()
-    sync(bare.device)
-    per_step = (time.perf_counter() - t0) / 3
-    return max(min_steps, round(seconds / per_step))
+def choose_steps(bare: BareLoop, seconds_per_side: float, min_steps: int) -> int:
+    """Timed steps per repeat so each side runs about ``seconds_per_side``: nets differ 200x in cost per step."""
+    per_step = seconds(bare.step, bare.device, 3, warmup=2) / 3
+    return max(min_steps, round(seconds_per_side / per_step))
 
 
-def bench_model(args: argparse.Namespace, model: str, precision: str, ceilings: dict[str, list[float]]) -> Result:
-    device = torch.device(args.device)
+@dataclass
+class Sides:
+    """What one net and precision is timed with: srlab's config, DataModule and module, the bare loop, the step count."""
+
+    cfg: DictConfig
+    datamodule: pl.LightningDataModule
+    module: pl.LightningModule
+    bare: BareLoop
+    steps: int
+
+
+def build_sides(args: argparse.Namespace, model: str, precision: str) -> Sides:
+    """Both sides from one composed config; the timed step count (``--steps`` or about ``--seconds``) set in it."""
     out_dir = tempfile.mkdtemp(prefix=f"bench_train_{model}_")
     cfg = compose_train(overrides_for(args, model, precision, 1, out_dir))
     datamodule, module = build_srlab(cfg)
     datamodule.setup("fit")
-    bare = BareLoop(cfg, datamodule, device, precision, n_batches=8, compile_net=args.compile)
+    bare = BareLoop(cfg, datamodule, torch.device(args.device), precision, n_batches=8, compile_net=args.compile)
     steps = args.steps or choose_steps(bare, args.seconds, min_steps=5)
-    total = args.warmup + steps
-    from omegaconf import open_dict
-
     with open_dict(cfg):
-        cfg.trainer.max_steps = total
-    cover_steps(datamodule, total)
-    res = Result(macs_per_patch=conv_macs(bare.net, bare.net.in_channels, args.patch, args.patch))
-    print(f"\n{model} {precision}: {steps} timed steps x {args.repeats} repeats (+{args.warmup} warm-up each)", flush=True)
-    def ph(side: str) -> list | None:
+        cfg.trainer.max_steps = args.warmup + steps
+    cover_steps(datamodule, args.warmup + steps)
+    return Sides(cfg, datamodule, module, bare, steps)
+
+
+def timed_sides(args: argparse.Namespace, s: Sides, precision: str, res: Result) -> dict[str, Callable[[], float]]:
+    """Each side as a call that returns one repeat's patches/s: bare and srlab, plus --floor's and --static-data's."""
+    w, n = args.warmup, s.steps
+
+    def phases(side: str) -> list | None:
         return res.phases.setdefault(side, []) if args.phases else None
 
-    for r in range(args.repeats):
-        # Alternate the order so a slow spell on the shared CPU does not always hit the same side.
-        order = ["bare", "srlab"] + (["floor"] if args.floor else []) + (["static"] if args.static_data else [])
-        for side in order if r % 2 == 0 else order[::-1]:
-            if side == "bare":
-                res.bare.append(bare.run(args.warmup, steps, args.batch))
-            elif side == "floor":
-                res.floor.append(run_floor(bare, precision, device, args.warmup, steps, args.batch, phases=ph("floor")))
-            elif side == "static":
-                res.static.append(run_srlab(cfg, datamodule, module, args.warmup, steps, bare.batches, phases=ph("static")))
-            else:
-                res.srlab.append(run_srlab(cfg, datamodule, module, args.warmup, steps, phases=ph("srlab")))
-        for name, dtype in (("32-true", torch.float32), ("bf16-mixed", torch.bfloat16)):
-            ceilings[name].append(matmul_gflops(device, dtype, n=args.matmul_n, clock=CLOCK))
-        print(
-            f"  repeat {r + 1}: bare {res.bare[-1]:8.1f}  srlab {res.srlab[-1]:8.1f} "
-            + (f"floor {res.floor[-1]:8.1f} " if res.floor else "")
-            + (f"static {res.static[-1]:8.1f} " if res.static else "")
-            + "patches/s  "
-            f"ratio {res.srlab[-1] / res.bare[-1]:.3f}  matmul fp32 {ceilings['32-true'][-1]:.0f} "
-            f"bf16 {ceilings['bf16-mixed'][-1]:.0f} GFLOP/s",
-            flush=True,
-        )
+    sides = {
+        "bare": lambda: s.bare.run(w, n, args.batch),
+        "srlab": lambda: run_srlab(s.cfg, s.datamodule, s.module, w, n, phases=phases("srlab")),
+    }
+    if args.floor:
+        sides["floor"] = lambda: run_floor(s.bare, precision, torch.device(args.device), w, n, args.batch, phases("floor"))
+    if args.static_data:
+        sides["static"] = lambda: run_srlab(s.cfg, s.datamodule, s.module, w, n, s.bare.batches, phases("static"))
+    return sides
+
+
+def repeat_line(r: int, rates: dict[str, list[float]], ceilings: dict[str, list[float]]) -> str:
+    """One repeat's patches/s per side, srlab/bare and the matmul ceilings, as the run goes."""
+    sides = "".join(f"{side} {rates[side][-1]:8.1f} " for side in ("srlab", "floor", "static") if side in rates)
+    return (
+        f"  repeat {r + 1}: bare {rates['bare'][-1]:8.1f}  {sides}patches/s  ratio {rates['srlab'][-1] / rates['bare'][-1]:.3f}  "
+        f"matmul fp32 {ceilings['32-true'][-1]:.0f} bf16 {ceilings['bf16-mixed'][-1]:.0f} GFLOP/s"
+    )
+
+
+def bench_model(args: argparse.Namespace, model: str, precision: str) -> Result:
+    """Bare and srlab (and --floor, --static-data) interleaved over ``--repeats``, a matmul ceiling after each repeat."""
+    s = build_sides(args, model, precision)
+    res = Result(rates={}, macs_per_patch=conv_macs(s.bare.net, s.bare.net.in_channels, args.patch, args.patch))
+    print(f"\n{model} {precision}: {s.steps} timed steps x {args.repeats} repeats (+{args.warmup} warm-up each)", flush=True)
+
+    def after(r: int, rates: dict[str, list[float]]) -> None:
+        for name, dtype in PRECISIONS.items():
+            res.ceilings[name].append(matmul_gflops(torch.device(args.device), dtype, n=args.matmul_n, clock=CLOCK))
+        print(repeat_line(r, rates, res.ceilings), flush=True)
+
+    res.rates = interleave(timed_sides(args, s, precision, res), args.repeats, after)
     return res
 
 
-def main() -> None:
+def table_row(model: str, precision: str, res: Result) -> dict[str, object]:
+    """Medians of one net and precision: patches/s, srlab/bare, GFLOP/s and the share of the matmul ceiling."""
+    rates, ceiling, gf = res.rates, median(res.ceilings[precision]), 6 * res.macs_per_patch / 1e9
+    bare, srlab, srlab_bare = median(rates["bare"]), median(rates["srlab"]), ratios(rates["srlab"], rates["bare"])
+    row: dict[str, object] = {
+        "model": model,
+        "precision": precision,
+        "bare p/s": f"{bare:.1f}",
+        "srlab p/s": f"{srlab:.1f}",
+        "srlab/bare": f"{median(srlab_bare):.3f}",
+        "min..max": f"{min(srlab_bare):.2f}..{max(srlab_bare):.2f}",
+        "GFLOP/s bare": f"{gf * bare:.1f}",
+        "GFLOP/s srlab": f"{gf * srlab:.1f}",
+        "matmul GF/s": f"{ceiling:.0f}",
+        "srlab/ceil": f"{gf * srlab / ceiling:.2f}",
+        "bare/ceil": f"{gf * bare / ceiling:.2f}",
+    }
+    for side in ("floor", "static"):
+        if side in rates:
+            row[f"{side}/bare"] = f"{median(ratios(rates[side], rates['bare'])):.3f}"
+    return row
+
+
+def phase_rows(model: str, precision: str, res: Result) -> list[dict[str, object]]:
+    """--phases: median us per step of each phase per side (medians over timed steps, then over repeats)."""
+    return [
+        {"model": model, "precision": precision, "side": side}
+        | {label: f"{median([m[name] for m in per_repeat]):.0f}" for name, label in PHASES.items()}
+        | {"sum": f"{median([sum(m.values()) for m in per_repeat]):.0f}"}
+        for side, per_repeat in res.phases.items()
+    ]
+
+
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    add_harness_args(ap)
     ap.add_argument("--precision", nargs="+", default=["bf16-mixed", "32-true"], choices=["bf16-mixed", "32-true"])
     ap.add_argument("--patch", type=int, default=48, help="HR patch side (data.patch_size)")
     ap.add_argument("--batch", type=int, default=16, help="patches per step (data.batch_size)")
-    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps before each timed span")
     ap.add_argument("--steps", type=int, default=0, help="timed steps per repeat (0: about --seconds per side)")
     ap.add_argument("--seconds", type=float, default=8.0, help="target length of each timed span when --steps=0")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     ap.add_argument(
         "--clock",
         default="wall",
@@ -357,83 +422,49 @@ def main() -> None:
         action="store_true",
         help="also print median us per step of each phase (next batch, forward, backward, optimizer) per side, CPU only",
     )
-    ap.add_argument("--json", help="also write the table rows to this JSON file (scripts/bench_gpu.sh merges them)")
     ap.add_argument("--quick", action="store_true", help="tiny run (2 steps, 1 repeat, patch 24, batch 4): checks it works")
-    args = ap.parse_args()
+    return ap
+
+
+def configure(args: argparse.Namespace, ap: argparse.ArgumentParser) -> None:
+    """--quick's sizes, threads and clock; refuses the combinations that would measure the wrong thing."""
+    global CLOCK
     if args.quick:
         args.steps, args.repeats, args.warmup, args.patch, args.batch, args.matmul_n = 2, 1, 1, 24, 4, 512
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     if args.phases and args.device != "cpu":
         ap.error("--phases stamps hooks without device syncs: CPU only")
     if args.clock == "cpu":
         if torch.get_num_threads() != 1 or args.device != "cpu":
             ap.error("--clock cpu needs --threads 1 on CPU (more threads spin while waiting, and count)")
-        global CLOCK
         CLOCK = time.process_time
     # Library notices that would bury the table: missing monitored metric (validation is off on purpose), etc.
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     logging.getLogger("lightning.fabric").setLevel(logging.ERROR)
     os.chdir(ROOT)
-    device = torch.device(args.device)
-    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)"
-    print(
-        f"device {dev_name}, torch {torch.__version__}, threads {torch.get_num_threads()}, patch {args.patch}, batch {args.batch}"
-    )
 
-    rows: list[dict[str, object]] = []
-    phase_rows: list[dict[str, object]] = []
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)"
+
+
+def main() -> None:
+    ap = build_parser()
+    args = ap.parse_args()
+    configure(args, ap)
+    settings = f"threads {torch.get_num_threads()}", f"patch {args.patch}", f"batch {args.batch}"
+    print(head(device_name(torch.device(args.device)), *settings))
+    rows, phases = [], []
     for precision in args.precision:
         for model in args.models:
-            ceilings: dict[str, list[float]] = {"32-true": [], "bf16-mixed": []}
-            res = bench_model(args, model, precision, ceilings)
-            ratios = [s / b for s, b in zip(res.srlab, res.bare, strict=True)]
-            ceiling = median(ceilings[precision])
-            gf = 6 * res.macs_per_patch / 1e9
-            bare, srlab = median(res.bare), median(res.srlab)
-            rows.append(
-                {
-                    "model": model,
-                    "precision": precision,
-                    "bare p/s": f"{bare:.1f}",
-                    "srlab p/s": f"{srlab:.1f}",
-                    "srlab/bare": f"{median(ratios):.3f}",
-                    "min..max": f"{min(ratios):.2f}..{max(ratios):.2f}",
-                    "GFLOP/s bare": f"{gf * bare:.1f}",
-                    "GFLOP/s srlab": f"{gf * srlab:.1f}",
-                    "matmul GF/s": f"{ceiling:.0f}",
-                    "srlab/ceil": f"{gf * srlab / ceiling:.2f}",
-                    "bare/ceil": f"{gf * bare / ceiling:.2f}",
-                }
-            )
-            if res.floor:
-                rows[-1]["floor/bare"] = f"{median([f / b for f, b in zip(res.floor, res.bare, strict=True)]):.3f}"
-            if res.phases:
-                phase_rows += [
-                    {"model": model, "precision": precision, "side": side}
-                    | {label: f"{median([m[name] for m in per_repeat]):.0f}" for name, label in PHASES.items()}
-                    | {"sum": f"{median([sum(m.values()) for m in per_repeat]):.0f}"}
-                    for side, per_repeat in res.phases.items()
-                ]
-            if res.static:
-                rows[-1]["static/bare"] = f"{median([f / b for f, b in zip(res.static, res.bare, strict=True)]):.3f}"
-    cols = list(rows[0])
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
-    print("\n" + table(rows, cols))
-    print(
-        "srlab/bare: median of per-repeat ratios (min..max over repeats); floor: FloorModule; static: srlab fed in-memory "
-        "batches; ceiling: median torch.matmul "
-        f"{args.matmul_n}^3 timed between repeats; {'compiled' if args.compile else 'eager'}; {args.clock} clock"
-    )
-    if phase_rows:
-        print("\n" + table(phase_rows, list(phase_rows[0])))
-        print(
-            "us per step, median over timed steps, then over repeats; next batch: end of a step -> start of the next "
-            "(Lightning's bookkeeping, loading the batch, batch-start hooks); optimizer: the step, zero_grad, LR "
-            "schedule and batch-end hooks; sum: of the medians (periodic work such as checkpoint writes is in p/s only)"
-        )
+            res = bench_model(args, model, precision)
+            rows.append(table_row(model, precision, res))
+            phases += phase_rows(model, precision, res)
+    note = TABLE_NOTE.format(n=args.matmul_n, mode="compiled" if args.compile else "eager", clock=args.clock)
+    print_rows(rows, args.json, note)
+    if phases:
+        print_rows(phases, None, PHASE_NOTE)
 
 
 if __name__ == "__main__":

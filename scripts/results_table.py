@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from src.inference.checkpoint import load_checkpoint  # noqa: E402
-from src.inference.evaluate import evaluate_folders, set_means  # noqa: E402
+from src.inference.scoring import evaluate_folders, set_means  # noqa: E402
 
 # ../shared/README.md: published Set5 / Set14 x2 PSNR-Y (and the bicubic row, PSNR / SSIM).
 PUBLISHED = [

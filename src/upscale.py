@@ -2,7 +2,8 @@
 
 import sys
 
-from src.inference.upscale import bound_memory, main
+from src.inference.memory import bound_memory
+from src.inference.upscale import main
 
 if __name__ == "__main__":
     bound_memory()  # process-wide: set when upscale is the program, not when main() is called from Python

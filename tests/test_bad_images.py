@@ -8,7 +8,7 @@ from PIL import Image
 
 from src.data.images import list_images, load_many
 from src.data.prepare import prepare
-from src.inference.evaluate import evaluate_folders
+from src.inference.scoring import evaluate_folders
 from src.inference.upscale import main as upscale_main
 from tests.bad_images import png_bit_depth, write_battery
 from tests.conftest import synthetic_photo

@@ -17,7 +17,8 @@ from PIL import Image
 from src.devices import default_precision, select_device
 from src.errors import ConfigError, DataError
 from src.inference.checkpoint import load_checkpoint
-from src.inference.evaluate import evaluate, evaluate_folders, evaluate_image, read_hr, score_image
+from src.inference.evaluate import evaluate, evaluate_image
+from src.inference.scoring import evaluate_folders, read_hr, score_image
 from tests.conftest import ROOT, synthetic_photo
 from tests.test_checkpoint import make_ckpt
 

@@ -11,7 +11,7 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 
 from src.data.images import list_images
 from src.degrade import downscale, imresize, resize_matrix, upsample
-from src.inference.evaluate import modcrop, read_hr, reference_bicubic, score_image
+from src.inference.scoring import modcrop, read_hr, reference_bicubic, score_image
 from src.metrics import ssim_per_image, ssim_valid, y_inputs, y_metrics
 from tests.conftest import ROOT
 

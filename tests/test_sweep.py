@@ -17,8 +17,8 @@ import pytest
 import torch
 from PIL import Image
 
-from src.report.report import Run, mark_shared_devices
 from src.report.report import main as report_main
+from src.report.runs import Run, mark_shared_devices
 from tests.conftest import ROOT, read_summary, run_train
 
 

@@ -13,6 +13,8 @@ Pixels are appended before the index that points at them is replaced (atomically
 files: memory stays that of the images being touched (``pages.py``), the page cache holds the rest.
 """
 
+# Over ~250 lines on purpose: the store's whole on-disk format (write, read, repair) stays in one module.
+
 from __future__ import annotations
 
 import hashlib

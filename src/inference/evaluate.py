@@ -13,16 +13,7 @@ Writes ``results.csv`` (one row per image), ``results.md`` (per-set tables and m
 every row, and logs the rows and means to W&B (offline by default; ``wandb=null`` to skip).
 ``device`` (auto: CUDA, then MPS, then CPU) and ``precision`` (null: the device's default, see
 ``src.devices``) choose where the net runs; ``tile: auto`` tiles by memory (``src.inference.tiling.auto_tile``).
-
-The protocol (``../shared/README.md``): HR cropped to a multiple of the scale, LR by MATLAB-style
-bicubic ``imresize`` with uint8 rounding, output quantised to 8 bits, BT.601 luma (gray images: their
-gray values), ``scale`` px shaved, PSNR with peak 255, SSIM with an 11x11 Gaussian window (sigma 1.5)
-filtered 'valid' as MATLAB's ``ssim`` does. Two bicubic columns:
-
-- ``bicubic``: bicubic upscaling of the very LR image the model gets (RGB, as trained): the model's gain.
-- ``ref_bicubic``: the published bicubic row's own recipe (SRCNN/VDSR code): luma of the uint8 HR image,
-  rounded, then down- and up-scaled as a double image, rounded to uint8. It reproduces the published
-  Set5/Set14 numbers within 0.01 dB / 0.001 SSIM; the RGB recipe lands up to 0.015 dB higher.
+The protocol: see ``src/inference/scoring.py``.
 """
 
 from __future__ import annotations
@@ -35,139 +26,20 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, ListConfig
 from PIL import Image, ImageDraw, ImageFont
 
 from src import CONF_DIR
-from src.data.images import ImageError, list_images, load_rgb
-from src.degrade import downscale, imresize, upsample
+from src.degrade import downscale, upsample
 from src.devices import describe, resolve_precision, select_device
 from src.errors import ConfigError, DataError, user_error
 from src.inference.checkpoint import LoadedModel, load_model
-from src.inference.tiling import DEFAULT_TILE, auto_tile, upscale_tensor
-from src.metrics import psnr, quantize, shave, ssim_valid, to_y
+from src.inference.scoring import METRICS, Tile, evaluate_folders, modcrop, read_hr, scores, set_means, super_resolve
+from src.metrics import quantize
 
 log = logging.getLogger(__name__)
-
-METRICS = ("psnr_y", "ssim_y", "bicubic_psnr_y", "bicubic_ssim_y", "ref_bicubic_psnr_y", "ref_bicubic_ssim_y")
-_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N"}
-
-
-# --- the protocol ---------------------------------------------------------------------------------
-def read_hr(path: Path) -> np.ndarray:
-    """HR image as uint8 ``(H, W, 3)``, or ``(H, W, 1)`` for a grayscale file (scored on its gray values)."""
-    arr = load_rgb(path)
-    try:
-        with Image.open(path) as im:
-            gray = im.mode in _GRAY_MODES
-    except (OSError, ValueError) as e:  # load_rgb succeeded, so this is unlikely; keep the one-line contract
-        raise ImageError(f"{path}: cannot decode image ({e})") from None
-    return arr[..., :1] if gray else arr
-
-
-def modcrop(hr: torch.Tensor, scale: int) -> torch.Tensor:
-    h, w = hr.shape[-2:]
-    return hr[..., : h - h % scale, : w - w % scale]
-
-
-def _scores(pred: torch.Tensor, target: torch.Tensor, scale: int) -> tuple[float, float]:
-    """PSNR-Y / SSIM-Y of two images in [0, 1] (quantised to 8 bits first, as a saved result would be)."""
-    a, b = shave(to_y(quantize(pred.double())), scale), shave(to_y(quantize(target.double())), scale)
-    return psnr(a, b), ssim_valid(a, b)
-
-
-def reference_bicubic(hr: torch.Tensor, scale: int) -> tuple[float, float]:
-    """The published bicubic baseline's recipe (SRCNN/VDSR MATLAB code) on one modcropped HR image in [0, 1]."""
-    y = to_y(hr.double()).round()  # MATLAB rgb2ycbcr on uint8 returns uint8 luma
-    up = imresize(imresize(y / 255, 1 / scale), scale).mul(255).round().clamp(0, 255)
-    return psnr(shave(up, scale), shave(y, scale)), ssim_valid(shave(up, scale), shave(y, scale))
-
-
-Tile = int | str | None  # LR px per tile side; None or 0: one pass; "auto": src.inference.tiling.auto_tile
-
-
-def super_resolve(
-    model: LoadedModel,
-    lr: torch.Tensor,
-    tile: Tile,
-    tta: bool = False,
-    device: torch.device | None = None,
-    precision: str = "fp32",
-) -> torch.Tensor:
-    """SR of an LR image ``(1, C, h, w)`` in [0, 1]; a gray image (C=1) goes through the RGB net and comes back gray.
-
-    The net runs on ``device`` (default: where it is) in ``precision``; the result is float32 on the CPU.
-    """
-    gray = lr.shape[1] == 1
-    device = device or next(model.net.parameters()).device
-    if tile == "auto":
-        tile = auto_tile(model.net, tuple(lr.shape[-2:]), model.scale, device, precision, tta)
-    x = lr.expand(-1, 3, -1, -1) if gray else lr
-    sr = upscale_tensor(model.net, x, model.scale, tile, tta, device=device, precision=precision)
-    return sr.mean(1, keepdim=True) if gray else sr
-
-
-def score_image(
-    hr_uint8: np.ndarray,
-    scale: int,
-    model: LoadedModel | None,
-    tile: Tile = DEFAULT_TILE,
-    device: torch.device | None = None,
-    precision: str = "fp32",
-) -> dict[str, float]:
-    """All metrics of one HR image ``(H, W, C)`` uint8: model (if any), bicubic of the same LR, reference bicubic."""
-    hr = modcrop(torch.from_numpy(hr_uint8).permute(2, 0, 1)[None].double() / 255, scale)
-    lr = downscale(hr, scale)
-    row = dict(zip(("bicubic_psnr_y", "bicubic_ssim_y"), _scores(upsample(lr, scale, "bicubic"), hr, scale), strict=True))
-    row.update(zip(("ref_bicubic_psnr_y", "ref_bicubic_ssim_y"), reference_bicubic(hr, scale), strict=True))
-    if model is not None:
-        sr = super_resolve(model, lr.float(), tile, device=device, precision=precision)
-        row.update(zip(("psnr_y", "ssim_y"), _scores(sr, hr, scale), strict=True))
-    return row
-
-
-# --- benchmark folders ------------------------------------------------------------------------------
-def evaluate_folders(
-    roots: list[str],
-    scale: int,
-    model: LoadedModel | None,
-    tile: Tile,
-    device: torch.device | None = None,
-    precision: str = "fp32",
-) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    for root in roots:
-        paths = list_images(root)
-        if not paths:
-            raise DataError(f"data.root={root}: no images found")
-        for p in paths:
-            try:
-                hr = read_hr(p)
-            except ImageError as e:
-                log.warning("skipping %s", e)
-                continue
-            if min(hr.shape[:2]) < 2 * scale + 11:  # after shaving, SSIM needs one 11x11 window
-                log.warning("skipping %s: %dx%d px is too small for x%d", p, hr.shape[1], hr.shape[0], scale)
-                continue
-            scores = score_image(hr, scale, model, tile, device, precision)
-            row = {"set": Path(root).name, "image": p.stem, "scale": scale, **scores}
-            log.info("%s/%s: %s", row["set"], row["image"], ", ".join(f"{k}={row[k]:.4f}" for k in METRICS if k in row))
-            rows.append(row)
-    return rows
-
-
-def set_means(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Mean of every metric per set (the number papers report: per-image values averaged)."""
-    means: dict[str, dict[str, float]] = {}
-    for name in dict.fromkeys(r["set"] for r in rows):
-        sel = [r for r in rows if r["set"] == name]
-        means[name] = {k: float(np.mean([r[k] for r in sel])) for k in METRICS if k in sel[0]}
-        means[name]["images"] = len(sel)
-    return means
-
 
 def markdown(rows: list[dict[str, Any]], means: dict[str, dict[str, float]], title: str) -> str:
     keys = [k for k in METRICS if rows and k in rows[0]]
@@ -253,7 +125,7 @@ def evaluate_image(
     if hr is None:
         columns = [(f"LR (nearest x{s})", lr_big), ("bicubic", bicubic), (model.name, sr)]
     else:
-        (bp, bs), (mp, ms) = _scores(bicubic, hr, s), _scores(sr, hr, s)
+        (bp, bs), (mp, ms) = scores(bicubic, hr, s), scores(sr, hr, s)
         columns = [
             (f"LR (nearest x{s})", lr_big),
             (f"bicubic {bp:.2f} dB / {bs:.4f}", bicubic),

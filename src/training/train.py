@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import sys
 import warnings
@@ -28,9 +27,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from src import CONF_DIR
 from src.errors import ConfigError, user_error
 from src.inference.checkpoint import LoadedModel, load_checkpoint, load_model
-from src.training.callbacks.fit_timer import FitTimer, device_name
+from src.training.callbacks.fit_timer import FitTimer
 from src.training.config_checks import check_train_config
-from src.training.result_table import format_summary
 from src.training.run_context import (
     in_ray_job,
     is_multirun,
@@ -40,14 +38,10 @@ from src.training.run_context import (
     sweep_name,
     upgrade_targets,
 )
+from src.training.summary import format_summary, run_summary, write_summary
 from src.training.wandb_logger import finish_run, prepare_run, saved_run_id
 
 log = logging.getLogger(__name__)
-
-
-def _metric(metrics: dict[str, Any], key: str) -> float:
-    value = metrics.get(key)
-    return float(value) if value is not None else float("nan")
 
 
 def _quiet_library_noise() -> None:
@@ -60,20 +54,26 @@ def _quiet_library_noise() -> None:
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda r: "litlogger" not in r.getMessage())
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit, test, and return the run's summary (also written to ``<run dir>/summary.json``)."""
+def _check_before_work(cfg: DictConfig) -> LoadedModel | None:
+    """Refuse a bad config or checkpoint in one line before any data is read; the weights to start from."""
     check_train_config(cfg)
     if "ddp" in str(cfg.trainer.get("strategy")) and in_ray_job():
         # Lightning's DDP launcher re-runs sys.argv, which in a Ray worker is Ray's, not this job's command.
         raise ConfigError("trainer=ddp inside a Ray job is not supported: Ray gives each job one GPU; "
                           "run DDP without hydra/launcher=ray_gpus (e.g. the default launcher or slurm_gpus)")
-    # Validate before any work: weights-only, an srlab net, and the configured one.
+    # Weights-only, an srlab net, and the configured one.
     if cfg.ckpt_path:
         _same_model(load_checkpoint(cfg.ckpt_path), cfg, f"ckpt_path={cfg.ckpt_path}")
     init = None
     if cfg.init:
         init = load_model(None, cfg.model.name, cfg.data.scale) if cfg.init == "bundled" else load_checkpoint(cfg.init)
         _same_model(init, cfg, f"init={cfg.init}")
+    return init
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit, test, and return the run's summary (also written to ``<run dir>/summary.json``)."""
+    init = _check_before_work(cfg)
     _quiet_library_noise()
     pl.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
@@ -118,33 +118,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True)
         test_metrics = dict(trainer.callback_metrics)
 
-    summary = {
-        "status": "completed",
-        "model": cfg.model.name,
-        "scale": cfg.data.scale,
-        "params": model.params,
-        "macs_per_pixel": model.macs_per_pixel,
-        "epochs": trainer.current_epoch,
-        "steps": trainer.global_step,
-        "train_loss": _metric(fit_metrics, "train/loss_epoch"),
-        "val_loss": _metric(fit_metrics, "val/loss"),
-        "val_psnr_y": _metric(fit_metrics, "val/psnr_y"),
-        "test_loss": _metric(test_metrics, "test/loss"),
-        "psnr_y": _metric(test_metrics, "test/psnr_y"),
-        "ssim_y": _metric(test_metrics, "test/ssim_y"),
-        "bicubic_psnr_y": _metric(test_metrics, "test/bicubic_psnr_y"),
-        "bicubic_ssim_y": _metric(test_metrics, "test/bicubic_ssim_y"),
-        "fit_seconds": timer.fit_seconds if timer else float("nan"),
-        "patches_per_second": timer.patches_per_second if timer else float("nan"),
-        "device": device_name(trainer.strategy.root_device),
-        "precision": str(trainer.precision),
-        "checkpoint": best,
-        "run_dir": str(out_dir),
-    }
-    if timer:
-        launches = timer.all_launches()
-        summary |= {"host": launches[-1]["host"], "visible_devices": launches[-1]["visible_devices"],
-                    "started_at": launches[0]["start"], "ended_at": launches[-1]["end"], "launches": launches}  # fmt: skip
+    summary = run_summary(cfg, trainer, model, fit_metrics, test_metrics, timer, best)
     for lg in loggers:
         if isinstance(lg, WandbLogger):
             summary |= {"wandb_run_id": lg.version, "wandb_group": getattr(lg.experiment, "group", None)}
@@ -161,13 +135,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 def _same_model(loaded: LoadedModel, cfg: DictConfig, option: str) -> None:
     if type(loaded.net).__name__ != cfg.model.net._target_.rsplit(".", 1)[-1] or loaded.scale != cfg.data.scale:
         raise ConfigError(f"{option}: holds {loaded.name} x{loaded.scale}, not {cfg.model.name} x{cfg.data.scale}")
-
-
-def write_summary(out_dir: Path, summary: dict[str, Any]) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # NaN is not JSON: write null so every reader can parse the file.
-    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
-    (out_dir / "summary.json").write_text(json.dumps(clean, indent=2) + "\n")
 
 
 def _continue_where_left(cfg: DictConfig) -> DictConfig | None:
