@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torchmetrics import Metric, MetricCollection
@@ -28,6 +29,14 @@ def to_y(img: torch.Tensor) -> torch.Tensor:
 def quantize(img: torch.Tensor) -> torch.Tensor:
     """Round to the 8-bit image a user would save (values stay in [0, 1])."""
     return img.clamp(0, 1).mul(255).round().div(255)
+
+
+def to_int(img: torch.Tensor, bits: int = 8) -> np.ndarray:
+    """An image ``(C, H, W)`` in [0, 1] as the ``(H, W, C)`` uint8 (or uint16) array a user would save:
+    the one float-to-integer conversion (snapshots, panels and upscale's outputs)."""
+    top = 255 if bits == 8 else 65535
+    arr = img.detach().float().clamp(0, 1).mul(top).round().permute(1, 2, 0).cpu().numpy()
+    return arr.astype(np.uint8 if bits == 8 else np.uint16)
 
 
 def shave(img: torch.Tensor, border: int) -> torch.Tensor:

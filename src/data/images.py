@@ -50,10 +50,17 @@ def open_image(path: str | os.PathLike) -> Image.Image:
     return im
 
 
-def load_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Decode ``path`` to an ``(H, W, 3)`` uint8 array: EXIF orientation applied, 16-bit scaled to 8-bit."""
+GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N"}
+
+
+def load_rgb(path: str | os.PathLike, keep_gray: bool = False) -> np.ndarray:
+    """Decode ``path`` to an ``(H, W, 3)`` uint8 array: EXIF orientation applied, 16-bit scaled to 8-bit.
+
+    ``keep_gray``: a grayscale file as ``(H, W, 1)`` (evaluation scores it on its gray values).
+    """
     try:
         with open_image(path) as im:
+            is_gray = im.mode in GRAY_MODES
             im = ImageOps.exif_transpose(im)
             if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
                 # 16-bit gray: Pillow's convert("RGB") would clip at 255 instead of scaling.
@@ -63,7 +70,7 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
                 arr = np.array(im.convert("RGB"))  # a writable copy: torch warns on read-only arrays
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ImageError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from None
-    return np.ascontiguousarray(arr)
+    return np.ascontiguousarray(arr[..., :1] if keep_gray and is_gray else arr)
 
 
 def list_images(root: str | os.PathLike) -> list[Path]:

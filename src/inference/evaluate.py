@@ -37,7 +37,7 @@ from src.devices import describe, resolve_precision, select_device
 from src.errors import ConfigError, DataError, user_error
 from src.inference.checkpoint import LoadedModel, load_model
 from src.inference.scoring import METRICS, Tile, evaluate_folders, modcrop, read_hr, scores, set_means, super_resolve
-from src.metrics import quantize
+from src.metrics import to_int
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def log_to_wandb(
 
 # --- one photo: a side-by-side panel --------------------------------------------------------------------
 def _to_pil(img: torch.Tensor) -> Image.Image:
-    arr = quantize(img[0].float()).mul(255).byte().permute(1, 2, 0).numpy()
+    arr = to_int(img[0])
     return Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr).convert("RGB")
 
 

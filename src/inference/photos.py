@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
 
 from src.data.images import ImageError, PixelLimitError, open_image
@@ -108,13 +107,6 @@ def _decode(im: Image.Image) -> Photo:
         arr = np.array(im.convert("RGBA"))
         return Photo(arr[..., :3].copy(), arr[..., 3:].copy(), 8)
     return Photo(np.array(im.convert("RGB")), None, 8)
-
-
-def to_int(t: torch.Tensor, bits: int) -> np.ndarray:
-    """SR tile (C, h, w) float -> (h, w, C) uint8/uint16, rounded like a saved image."""
-    top = 255 if bits == 8 else 65535
-    arr = t.clamp(0, 1).mul(top).round().permute(1, 2, 0).numpy()
-    return arr.astype(np.uint8 if bits == 8 else np.uint16)
 
 
 def save_photo(photo: Photo, dest: Path) -> list[str]:

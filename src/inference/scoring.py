@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from src.data.images import ImageError, list_images, load_rgb
 from src.degrade import downscale, imresize, upsample
@@ -31,19 +30,12 @@ from src.metrics import psnr, quantize, shave, ssim_valid, to_y
 log = logging.getLogger(__name__)
 
 METRICS = ("psnr_y", "ssim_y", "bicubic_psnr_y", "bicubic_ssim_y", "ref_bicubic_psnr_y", "ref_bicubic_ssim_y")
-_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N"}
 
 
 # --- the protocol ---------------------------------------------------------------------------------
 def read_hr(path: Path) -> np.ndarray:
     """HR image as uint8 ``(H, W, 3)``, or ``(H, W, 1)`` for a grayscale file (scored on its gray values)."""
-    arr = load_rgb(path)
-    try:
-        with Image.open(path) as im:
-            gray = im.mode in _GRAY_MODES
-    except (OSError, ValueError) as e:  # load_rgb succeeded, so this is unlikely; keep the one-line contract
-        raise ImageError(f"{path}: cannot decode image ({e})") from None
-    return arr[..., :1] if gray else arr
+    return load_rgb(path, keep_gray=True)
 
 
 def modcrop(hr: torch.Tensor, scale: int) -> torch.Tensor:

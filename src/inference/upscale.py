@@ -49,9 +49,10 @@ from src.errors import OutputError, SrlabError
 from src.inference.checkpoint import LoadedModel, load_model
 from src.inference.memory import after_photo
 from src.inference.outputs import check_outputs, collect, destination
-from src.inference.photos import Photo, read_photo, to_int, write_photo
+from src.inference.photos import Photo, read_photo, write_photo
 from src.inference.tiling import auto_tile, iter_tiles
 from src.inference.upscale_options import parse_args
+from src.metrics import to_int
 
 Tile = int | str | None  # LR px per tile side; None or 0: one pass; "auto": src.inference.tiling.auto_tile
 

@@ -11,10 +11,7 @@ from lightning.pytorch.loggers import WandbLogger
 from PIL import Image
 
 from src.degrade import downscale
-
-
-def _to_uint8(img: torch.Tensor) -> np.ndarray:
-    return img[0].float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+from src.metrics import to_int
 
 
 class Snapshots(pl.Callback):
@@ -54,9 +51,9 @@ class Snapshots(pl.Callback):
         pl_module.train(was_training)
         self.dirpath.mkdir(parents=True, exist_ok=True)
         if not (self.dirpath / "hr.png").exists():
-            Image.fromarray(_to_uint8(hr)).save(self.dirpath / "hr.png")
-            Image.fromarray(_to_uint8(downscale(hr.float(), pl_module.scale))).save(self.dirpath / "lr.png")
-        sr_img = _to_uint8(sr)
+            Image.fromarray(to_int(hr[0])).save(self.dirpath / "hr.png")
+            Image.fromarray(to_int(downscale(hr.float(), pl_module.scale)[0])).save(self.dirpath / "lr.png")
+        sr_img = to_int(sr[0])
         Image.fromarray(sr_img).save(self.dirpath / f"epoch_{epoch:03d}.png")
         for lg in trainer.loggers:
             if isinstance(lg, WandbLogger):
