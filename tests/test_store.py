@@ -61,33 +61,29 @@ def test_release_keeps_views_valid(store, monkeypatch):
     np.testing.assert_array_equal(view, first)  # re-read from the page cache after MADV_DONTNEED
 
 
-def test_release_goes_by_resident_pages(store, monkeypatch):
+def test_a_store_over_the_budget_releases_its_pages_after_each_read(store, monkeypatch):
     images = open_store(store, {})["train"]
     dropped = []
-    monkeypatch.setattr(pages, "RELEASE_BYTES", 1000)  # smaller than the store: dropping is allowed
-    monkeypatch.setattr(pages, "CHECK_BYTES", 1)
     images[0]  # maps the file
 
     class Mapping:  # stands in for the mmap, to see the madvise calls (mmap's type cannot be patched)
+        def __init__(self, size: int) -> None:
+            self.size = size
+
         def __len__(self) -> int:
-            return 10**6
+            return self.size
 
         def madvise(self, *args: int) -> None:
             dropped.append(args)
 
-    images.mapping = Mapping()
-    monkeypatch.setattr(pages, "resident_file_bytes", lambda: 10)  # under the budget: keep the pages
-    pages.account(10**9)
+    images.mapping = Mapping(1000)
+    monkeypatch.setattr(pages, "RELEASE_BYTES", 1000)  # the store fits the budget: its pages stay
+    images[1]
     assert dropped == []
-    monkeypatch.setattr(pages, "resident_file_bytes", lambda: 10**9)  # over it: drop them
-    pages.account(1)
-    assert dropped == [(pages.mmap.MADV_DONTNEED,)]
-    monkeypatch.setattr(pages, "resident_file_bytes", lambda: None)  # no /proc: the estimate decides
-    pages.account(999)
-    assert len(dropped) == 1
-    pages.account(2000)
-    assert len(dropped) == 2
-    assert pages.resident_file_bytes() is None or pages.resident_file_bytes() > 0
+    images.mapping = Mapping(1001)  # over it: every read drops the pages of the reads before
+    images[1]
+    images[2]
+    assert dropped == [(pages.mmap.MADV_DONTNEED,)] * 2
 
 
 def test_cuts_from_a_store_stay_within_the_mapping_budget(store, monkeypatch):

@@ -156,8 +156,8 @@ class BatchCropper:
         self.width = torch.as_tensor(images.shapes[:, 1], device=device)
         self.steps = torch.arange(p, device=device)
         self.group = torch.as_tensor(_GROUP, device=device)
-        # Crops cut on CPU from a store touch its mapping: their pages count towards its release (pages.py).
-        self.mapped_bytes = pages.mapped_per_crop(images.shapes, p) if isinstance(images, StoreImages) else 0
+        # Crops cut on CPU from a store touch its mapping: its pages are released after each cut (pages.py).
+        self.from_store = isinstance(images, StoreImages)
 
     def crops(self, plan: CropPlan) -> torch.Tensor:
         """A plan with ``where`` on the device -> ``(B, P, P, 3)`` uint8 patches, flipped/rotated as planned.
@@ -181,8 +181,8 @@ class BatchCropper:
             out[flip_from:flip_to] = out[flip_from:flip_to].flip(2)
         if len(out) > transpose_from:
             out[transpose_from:] = out[transpose_from:].transpose(1, 2).clone()
-        if self.mapped_bytes and self.device.type == "cpu":
-            pages.account(self.mapped_bytes * len(plan.where))
+        if self.from_store and self.device.type == "cpu":
+            pages.release()
         return out
 
     def crops_many(self, plans: Sequence[CropPlan]) -> torch.Tensor:

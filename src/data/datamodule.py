@@ -117,8 +117,7 @@ class SRDataModule(pl.LightningDataModule):
         min_sizes = {"train": kwargs["patch_size"], "val": 2 * kwargs["scale"], "test": 2 * kwargs["scale"]}
         module = cls({}, **kwargs)
         # Filled here, so setup() has nothing to decode.
-        rows_read = {"train": kwargs["patch_size"], "val": kwargs["eval_crop"], "test": kwargs["eval_crop"]}
-        module.images = dict(open_store(path, min_sizes, rows_read))
+        module.images = dict(open_store(path, min_sizes))
         module.names = {split: images.names for split, images in module.images.items()}
         if on_device:
             module.device_crops = DeviceCrops(module.images["train"], module.patch_size)

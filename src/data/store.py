@@ -187,11 +187,9 @@ class StoreImages(Sequence):
     loader worker started by spawn or forkserver maps the file again instead of receiving a copy.
     """
 
-    def __init__(self, path: str | os.PathLike, entries: list[dict[str, Any]], rows_read: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, entries: list[dict[str, Any]]) -> None:
         self.path = Path(path)
         self.entries = entries
-        # Rows a caller reads of each image it takes (a patch's height; None: all), to count pages touched.
-        self.rows_read = rows_read
         self.offsets = np.array([e["offset"] for e in entries], dtype=np.int64)
         self.shapes = np.array([e["shape"] for e in entries], dtype=np.int64).reshape(-1, 2)
         self.mapping: mmap.mmap | None = None
@@ -221,22 +219,18 @@ class StoreImages(Sequence):
     def __getitem__(self, i: int) -> np.ndarray:  # type: ignore[override]
         h, w = self.shapes[i]
         off = self.offsets[i]
-        pages.account(int(min(h, self.rows_read or h) * w * 3) + pages.FAULT_AROUND_BYTES)
+        pages.release()  # the previous image's pages, before this one maps its own
         return self.flat()[off : off + h * w * 3].reshape(h, w, 3)
 
     def subset(self, keep: list[int]) -> StoreImages:
-        return StoreImages(self.path, [self.entries[i] for i in keep], self.rows_read)
+        return StoreImages(self.path, [self.entries[i] for i in keep])
 
     def __reduce__(self) -> tuple[type[StoreImages], tuple[Path, list[dict[str, Any]], int | None]]:
-        return type(self), (self.path, self.entries, self.rows_read)  # a worker maps the file again
+        return type(self), (self.path, self.entries)  # a worker maps the file again
 
 
-def open_store(
-    root: str | os.PathLike, min_sizes: dict[str, int], rows_read: dict[str, int | None] | None = None
-) -> dict[str, StoreImages]:
+def open_store(root: str | os.PathLike, min_sizes: dict[str, int]) -> dict[str, StoreImages]:
     """Each split of the store at ``root`` as ``StoreImages``, keeping images of at least ``min_sizes[split]`` px.
-
-    ``rows_read[split]``: rows of an image that one access reads (the patch size for train).
 
     Raises a one-line ``DataError`` when the store is missing, damaged, or leaves a split empty.
     """
@@ -246,7 +240,7 @@ def open_store(
         entries = index["splits"].get(split, [])
         path = split_path(root, split)
         _file_bytes(path, entries, "prepare it again")
-        images = StoreImages(path, entries, (rows_read or {}).get(split))
+        images = StoreImages(path, entries)
         min_size = min_sizes.get(split, 1)
         keep = [i for i, (h, w) in enumerate(images.shapes) if min(h, w) >= min_size]
         if len(keep) < len(images):
