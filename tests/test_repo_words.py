@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-# Work history belongs in git log; a user cannot act on "session 3" or a path on someone's machine.
+# Work history belongs in git log; a user cannot act on a work-period label or a path on another
+# machine. Each word is spelled with a (?:...) group inside it, so this file does not hold them itself.
 FORBIDDEN = re.compile(
-    r"\b(?:sessions?|leases?|lent|borrowed|subagents?|farm-bench)\b|/work/|/check/|/opt/torch", re.IGNORECASE
+    r"\b(?:se(?:ss)ions?|lea(?:se)s?|le(?:n)t|borr(?:o)wed|suba(?:g)ents?|farm-(?:b)ench)\b|/w(?:o)rk/|/ch(?:e)ck/|/opt/t(?:o)rch",
+    re.IGNORECASE,
 )
 TEXT = {".py", ".md", ".yaml", ".yml", ".toml", ".sh", ".txt", ".cfg", ""}
 
@@ -28,6 +30,6 @@ def test_tracked_files_carry_no_work_history_or_machine_paths() -> None:
     hits = []
     for path in tracked_text_files():
         for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
-            if path.name != "test_repo_words.py" and FORBIDDEN.search(line):
+            if FORBIDDEN.search(line):
                 hits.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()[:100]}")
     assert not hits, "work-log words or machine paths:\n" + "\n".join(hits)
