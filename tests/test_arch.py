@@ -2,7 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from src.arch import CNNDeep, CNNMedium, CNNSmall, Waifu2x, macs_per_pixel
+from src.arch import CNNDeep, CNNMedium, CNNSmall, Waifu2x
+from src.arch.measure import macs_per_output_pixel
 
 # Per-layer parameter counts of the seed paper's Tables 1-4 (1 input channel, 3 output channels).
 SEED_TABLES = {
@@ -57,7 +58,12 @@ def test_final_activation_flag():
 
 
 def test_macs_per_pixel_counts_conv_weights():
-    assert macs_per_pixel(CNNSmall()) == 9 * (3 * 8 + 8 * 16 + 16 * 3)
+    # A pre-upsampling net runs every conv at the output size: one MAC per weight and output pixel,
+    # the unpadded waifu2x too (its border losses are left out of a large image's cost).
+    assert macs_per_output_pixel(CNNSmall(), 2) == 9 * (3 * 8 + 8 * 16 + 16 * 3)
+    for net in (CNNDeep(), Waifu2x()):
+        weights = sum(m.weight.numel() for m in net.modules() if isinstance(m, nn.Conv2d))
+        assert macs_per_output_pixel(net, 3) == weights
 
 
 def test_bad_upsample_mode():

@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from src.arch import CNNDeep, CNNSmall, Waifu2x
+from src.arch.measure import receptive_radius
 from src.inference.tiling import (
     DEFAULT_TILE,
     GPU_MEMORY_FRACTION,
     auto_tile,
     bytes_per_output_pixel,
     prepare_net,
-    receptive_radius,
     sr_region,
     sr_whole,
     tile_margin,
@@ -30,9 +30,9 @@ def _random_net(cls, **kwargs):
 
 
 def test_receptive_radius_counts_3x3_layers():
-    assert receptive_radius(CNNSmall()) == 3
-    assert receptive_radius(CNNDeep()) == 7
-    assert receptive_radius(Waifu2x()) == Waifu2x().offset == 7
+    assert receptive_radius(CNNSmall(), 2) == 3
+    assert receptive_radius(CNNDeep(), 3) == 7
+    assert receptive_radius(Waifu2x(), 2) == Waifu2x().offset == 7
     assert tile_margin(CNNDeep(), 2) == 4 + 3
 
 

@@ -1,9 +1,13 @@
-"""The paper's four SR nets as plain ``nn.Module``s (no Lightning, no config)."""
+"""SR nets as plain ``nn.Module``s (no Lightning, no config): the paper's four and reference nets."""
 
 from src.arch.cnn_deep import CNNDeep
 from src.arch.cnn_medium import CNNMedium
 from src.arch.cnn_small import CNNSmall
-from src.arch.conv_stack import ConvStack, macs_per_pixel
+from src.arch.compact import Compact
+from src.arch.conv_stack import ConvStack
+from src.arch.edsr import EDSR
+from src.arch.espcn import ESPCN
+from src.arch.fsrcnn import FSRCNN
 from src.arch.waifu2x import Waifu2x
 
-__all__ = ["CNNDeep", "CNNMedium", "CNNSmall", "ConvStack", "Waifu2x", "macs_per_pixel"]
+__all__ = ["CNNDeep", "CNNMedium", "CNNSmall", "Compact", "ConvStack", "EDSR", "ESPCN", "FSRCNN", "Waifu2x"]

@@ -73,7 +73,3 @@ class ConvStack(nn.Module):
             y = y + (x[..., o : x.shape[-2] - o, o : x.shape[-1] - o] if o else x)
         return y
 
-
-def macs_per_pixel(net: nn.Module) -> int:
-    """Multiply-accumulates per output pixel of a fully convolutional net (weights of all convs)."""
-    return sum(m.weight.numel() for m in net.modules() if isinstance(m, nn.Conv2d))

@@ -1,4 +1,4 @@
-"""The SR pipeline around a net: LR image in, SR image out."""
+"""The SR pipeline around a net: LR image in, SR image out, for any net that follows ``src.arch.contract``."""
 
 from __future__ import annotations
 
@@ -8,20 +8,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from src.arch import contract
 from src.degrade import upsample
 from src.metrics import to_y
 
 
 class SRPipeline(nn.Module):
-    """LR -> SR for a pre-upsampling net: resize to the output size, luma for luma-in nets, replicate
-    padding by the net's offset (so the output keeps the size), then the net, which adds its residual.
+    """LR -> SR: resize to the output size (pre-upsampling nets only), luma for luma-in nets, replicate
+    padding by the net's offset (so the output keeps the full size), the net, and a size check.
 
     The one definition of these steps for training (``SRModule``), tiled inference (``src.inference.tiling``) and
     ONNX export. The steps are public because callers run them under different precisions: the resize
     and padding always in fp32, the net in the caller's precision.
 
     Args:
-        net: a net with the ``upsample``, ``in_channels`` and ``offset`` attributes of ``ConvStack``.
+        net: any net of the contract (``src.arch.contract``).
         scale: the SR factor.
         upsampler: ``lr -> resized`` in place of the MATLAB-exact resize of ``src.degrade`` (whose
             matrices depend on the image size); export passes the same linear map as a fixed conv.
@@ -32,23 +33,42 @@ class SRPipeline(nn.Module):
         self.net = net
         self.scale = scale
         self.upsampler = upsampler
+        contract.upsample_mode(net)  # a value srlab cannot use stops here, not at the first batch
+
+    # Read from the net on each use: the net's attributes are the one statement of its contract.
+    @property
+    def mode(self) -> str | None:
+        return contract.upsample_mode(self.net)
+
+    @property
+    def offset(self) -> int:
+        return contract.offset(self.net)
 
     def upsample(self, lr: torch.Tensor) -> torch.Tensor:
-        """The LR batch resized to the output size the net's way (bicubic or nearest), in fp32."""
+        """What the net is fed before luma and padding: the LR batch resized the net's way, in fp32
+        (a pre-upsampling net), or the LR batch itself (an LR-in net)."""
+        if self.mode is None:
+            return lr
         if self.upsampler is not None:
             return self.upsampler(lr)
         with torch.autocast(lr.device.type, enabled=False):
-            return upsample(lr.float(), self.scale, self.net.upsample)
+            return upsample(lr.float(), self.scale, self.mode)
 
     def net_input(self, resized: torch.Tensor) -> torch.Tensor:
-        """What the net reads: the resized RGB image, or its luma in [0, 1] for luma-in nets."""
-        return to_y(resized) / 255 if self.net.in_channels == 1 else resized
+        """What the net reads: the RGB image, or its luma in [0, 1] for luma-in nets."""
+        return to_y(resized) / 255 if contract.in_channels(self.net) == 1 else resized
 
     def pad(self, x: torch.Tensor) -> torch.Tensor:
-        """Replicate-pad by the pixels a valid-padding net loses, so its output has the input's size."""
-        o = self.net.offset
+        """Replicate-pad by the pixels a valid-padding net loses, so its output has the full size."""
+        o = self.offset
         return F.pad(x, (o, o, o, o), mode="replicate") if o else x
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        """The net on an already padded input, its output size checked against the contract."""
+        out = self.net(x)
+        contract.check_output(self.net, out, tuple(x.shape[-2:]), self.scale)
+        return out
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         """SR of an LR batch ``(N, 3, h, w)`` in [0, 1]: ``(N, out_channels, h*scale, w*scale)``, unclamped."""
-        return self.net(self.pad(self.net_input(self.upsample(lr))))
+        return self.run(self.pad(self.net_input(self.upsample(lr))))

@@ -2,18 +2,20 @@
 
 A Lightning checkpoint is a pickle. ``torch.load(weights_only=True)`` only rebuilds tensors and plain
 containers, so a crafted file cannot execute code while loading. The net is then rebuilt from the
-config stored in the checkpoint (``hyper_parameters.net``); its ``_target_`` is checked against the
-``src.arch`` package first, or a checkpoint could name any importable callable (``os.system``...).
+config stored in the checkpoint (``hyper_parameters.net``). Its ``_target_`` must name an
+``nn.Module`` class (srlab's ``src.arch`` or a user's own package), never a standard-library module,
+and its options must be plain values: otherwise a checkpoint could name any importable callable
+(``os.system``...).
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import pickle
 import pickletools
 import re
+import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +24,9 @@ from typing import Any, BinaryIO
 import torch
 from torch import nn
 
+from src.arch.contract import construct, resolve_target
 from src.errors import ConfigError, SrlabError
 
-ALLOWED_PREFIX = "src.arch."
 MODEL_FILE_FORMAT = "srlab-model/1"  # src/inference/model_file.py writes it
 BUNDLED_DIR = Path(__file__).resolve().parents[1] / "pretrained"  # the model files shipped in the package
 
@@ -46,13 +48,18 @@ class LoadedModel:
 
 
 def _net_class(target: Any, path: Path) -> type[nn.Module]:
-    if not isinstance(target, str) or not target.startswith(ALLOWED_PREFIX):
-        raise CheckpointError(f"{path}: refused: net _target_ {target!r} is not in {ALLOWED_PREFIX}* (only srlab nets are built)")
-    module_name, _, attr = target.rpartition(".")
+    if not isinstance(target, str) or not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+", target):
+        raise CheckpointError(f"{path}: refused: net _target_ {target!r} is not a dotted class name")
+    top = target.split(".")[0]
+    if top in sys.stdlib_module_names or top == "builtins":
+        raise CheckpointError(f"{path}: refused: net _target_ {target!r} is in the standard library, not a network class")
     try:
-        obj = getattr(importlib.import_module(module_name), attr)
+        obj = resolve_target(target)
     except (ImportError, AttributeError):
-        raise CheckpointError(f"{path}: net _target_ {target!r} does not exist in this version of srlab") from None
+        raise CheckpointError(
+            f"{path}: refused: net _target_ {target!r} cannot be imported (not in this version of srlab, or its package "
+            "is not on PYTHONPATH)"
+        ) from None
     if not (isinstance(obj, type) and issubclass(obj, nn.Module)):
         raise CheckpointError(f"{path}: refused: net _target_ {target!r} is not a network class")
     return obj
@@ -124,7 +131,7 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedModel:
     if not isinstance(scale, int) or scale < 1:
         raise CheckpointError(f"{path}: hyper_parameters.scale={scale!r} is not a positive integer")
     try:
-        net = cls(**net_cfg)
+        net = construct(cls, net_cfg, scale)
         weights = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
         net.load_state_dict(weights)
     except (TypeError, ValueError, RuntimeError) as e:

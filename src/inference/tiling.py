@@ -1,10 +1,11 @@
 """Super-resolve an LR image of any size in tiles, with the same result as one whole-image pass.
 
-The whole pipeline runs per tile: MATLAB-bicubic (or nearest) pre-upsampling, the net, and the
-replicate padding ``SRModule.forward`` applies. Each tile is cut from the LR image with a margin that
-covers the bicubic kernel (2 LR px each side) plus the net's receptive field (one px per 3x3 layer in
-HR px), so every kept output pixel sees exactly the input it would see in a whole-image pass; the
-margin's output is thrown away. Memory is then bounded by the tile size, not the photo's.
+The whole pipeline (``SRPipeline``) runs per tile: the pre-upsampling of a pre-upsampling net, the
+net, and its replicate padding. Tiles are cut in LR space with a margin that covers the net's
+receptive field (``src.arch.measure.receptive_radius``, converted to LR px) plus, for a pre-upsampling
+net, the bicubic kernel's reach, so every kept output pixel sees exactly the input it would see in a
+whole-image pass; the margin's output is thrown away. Memory is then bounded by the tile size, not
+the photo's.
 
 Where and how: ``device`` (the net is moved there; LR tiles go there and SR tiles come back to the
 CPU as float32) and ``precision`` (``src.devices``: the net alone under autocast; upsampling and the
@@ -22,6 +23,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from src.arch import contract
+from src.arch.measure import receptive_radius
 from src.arch.pipeline import SRPipeline
 from src.devices import DTYPES, precision_context
 
@@ -31,18 +34,13 @@ DEFAULT_TILE = 192  # LR px per side: ~0.3 GB of activations for cnn_deep at x2,
 GPU_MEMORY_FRACTION = 0.6
 
 
-def receptive_radius(net: nn.Module) -> int:
-    """HR pixels on each side that one output pixel depends on (sum over the convs of their half-widths)."""
-    radius = 0
-    for m in net.modules():
-        if isinstance(m, nn.Conv2d):
-            radius += ((m.kernel_size[0] - 1) // 2) * m.dilation[0]
-    return radius
-
-
 def tile_margin(net: nn.Module, scale: int) -> int:
-    """LR pixels of context around a tile: the net's receptive field in LR px + the bicubic kernel's reach."""
-    return math.ceil(receptive_radius(net) / scale) + 3
+    """LR pixels of context around a tile: the net's receptive field in LR px (+ the bicubic kernel's
+    reach, 2 LR px, and one for rounding, for a pre-upsampling net)."""
+    radius = receptive_radius(net, scale)
+    if contract.reads_lr(net):
+        return radius
+    return math.ceil(radius / scale) + 3
 
 
 def prepare_net(net: nn.Module, device: torch.device | str | None = None) -> nn.Module:
@@ -71,7 +69,7 @@ def sr_whole(net: nn.Module, lr: torch.Tensor, scale: int, precision: str = "fp3
     if w is not None and w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous():
         x = x.contiguous(memory_format=torch.channels_last)
     with precision_context(lr.device, precision):
-        return net(x).float()
+        return pipeline.run(x).float()
 
 
 # The 8 flips/rotations of the square and their inverses, for the self-ensemble.

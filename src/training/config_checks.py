@@ -6,11 +6,12 @@ import math
 import sys
 from typing import Any
 
-import hydra
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from src import CONF_DIR
+from src.arch import contract
 from src.errors import ConfigError
 from src.safe_write import check_writable, unwritable_reason
 from src.training.sr_module import LOSSES
@@ -43,12 +44,9 @@ def check_train_config(cfg: DictConfig) -> None:
         raise ConfigError(f"data.patch_size={patch}: must be a multiple of data.scale={scale}")
     if cfg.model.loss not in LOSSES:
         raise ConfigError(f"model.loss={cfg.model.loss}: must be one of {', '.join(LOSSES)}")
-    try:
-        net = hydra.utils.instantiate(cfg.model.net)
-    except Exception as e:  # a bad net option: report it as config, not as a library traceback
-        raise ConfigError(f"model.net: cannot build {cfg.model.net._target_}: {e}") from None
+    net = _build(cfg.model.net, scale)
     # The LR patch needs a few pixels for the bicubic kernel; the output must survive the offset crop.
-    min_patch = max(4 * scale, 2 * net.offset + 8)
+    min_patch = max(4 * scale, 2 * contract.offset(net) * contract.net_factor(net, scale) + 8)
     if patch < min_patch:
         raise ConfigError(f"data.patch_size={patch}: too small for {cfg.model.name} at x{scale}; use at least {min_patch}")
     for key in ("batch_size", "patches_per_image"):
@@ -60,6 +58,28 @@ def check_train_config(cfg: DictConfig) -> None:
     for name, cb in cfg.callbacks.items():
         if isinstance(cb, DictConfig) and cb.get("dirpath"):
             check_writable(cb.dirpath, f"callbacks.{name}.dirpath={cb.dirpath}")
+
+
+def _build(net_cfg: DictConfig, scale: int) -> nn.Module:
+    target = net_cfg.get("_target_")
+    if not target or target == "???":
+        raise ConfigError("model.net._target_: not set (model=custom needs model.net._target_=<package.module.Class>)")
+    try:
+        cls = contract.resolve_target(str(target))
+    except (ImportError, AttributeError, ValueError) as e:
+        raise ConfigError(f"model.net._target_={target}: cannot import it ({e}; is its package on PYTHONPATH?)") from None
+    options = {k: v for k, v in OmegaConf.to_container(net_cfg, resolve=True).items() if k != "_target_"}
+    try:
+        net = contract.construct(cls, options, scale)
+    except Exception as e:  # a bad net option: report it as config, not as a library traceback
+        raise ConfigError(f"model.net: cannot build {target}: {e}") from None
+    if not isinstance(net, nn.Module):
+        raise ConfigError(f"model.net._target_={target}: builds a {type(net).__name__}, not an nn.Module")
+    try:
+        contract.upsample_mode(net)
+    except contract.NetContractError as e:
+        raise ConfigError(f"model.net: {e}") from None
+    return net
 
 
 def _check_optimizer(opt: DictConfig) -> None:

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import hydra
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MaxMetric
 
-from src.arch import macs_per_pixel
+from src.arch import contract
+from src.arch.measure import macs_per_output_pixel
 from src.arch.pipeline import SRPipeline
 from src.degrade import downscale, to_float, upsample
 from src.metrics import y_inputs, y_metrics
@@ -48,7 +48,7 @@ class SRModule(pl.LightningModule):
         super().__init__()
         net = OmegaConf.to_container(net, resolve=True) if isinstance(net, DictConfig) else dict(net)
         self.save_hyperparameters({"name": name, "net": net, "scale": scale, "loss": loss})
-        self.net = hydra.utils.instantiate(net)
+        self.net = contract.build_net(net, scale)
         self.scale = scale
         # Shares self.net, held outside the module tree so checkpoints keep the net's weights under `net.`.
         object.__setattr__(self, "pipeline", SRPipeline(self.net, scale))
@@ -58,7 +58,7 @@ class SRModule(pl.LightningModule):
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.params = sum(p.numel() for p in self.net.parameters())
-        self.macs_per_pixel = macs_per_pixel(self.net)
+        self.macs_per_pixel = macs_per_output_pixel(self.net, scale)
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
         self.val_metrics = y_metrics().clone(prefix="val/")
@@ -80,21 +80,22 @@ class SRModule(pl.LightningModule):
             hr = to_float(batch)
             lr = downscale(hr, self.scale)
             x = self.pipeline.upsample(lr)
-            bicubic = x if self.net.upsample == "bicubic" else upsample(lr, self.scale, "bicubic") if with_bicubic else None
+            bicubic = x if self.pipeline.mode == "bicubic" else upsample(lr, self.scale, "bicubic") if with_bicubic else None
         x = self.pipeline.net_input(x)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, bicubic, hr
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Net output for a pre-upsampled input, padded so the output has the input's size."""
-        return self.net(self.pipeline.pad(x))
+        """Net output for its input (``degrade``'s), padded so the output has the full HR size."""
+        return self.pipeline.run(self.pipeline.pad(x))
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         x, _, hr = self.degrade(batch, with_bicubic=False)
-        o = self.net.offset
+        # Unpadded: a valid-padding net learns only from pixels it sees whole; the target loses its border.
+        o = self.pipeline.offset * contract.net_factor(self.net, self.scale)
         target = hr[..., o : hr.shape[-2] - o, o : hr.shape[-1] - o] if o else hr
-        loss = self.loss_fn(self.net(x).float(), target)
+        loss = self.loss_fn(self.pipeline.run(x).float(), target)
         # The epoch mean accumulates on the device; Lightning's per-call logging bookkeeping (and the
         # progress bar's read of the value, a host sync on GPU) runs only at the logging interval.
         self._loss_sum += loss.detach()
