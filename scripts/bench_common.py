@@ -24,14 +24,17 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-MODELS = ("cnn_small", "cnn_medium", "cnn_deep", "waifu2x")
+# Every net with a config in conf/model (model=custom aside); the benches default to the paper's four
+# and the reference nets of the zoo sweep (conf/experiment/compare_zoo.yaml).
+MODELS = tuple(sorted(p.stem for p in (ROOT / "conf" / "model").glob("*.yaml") if p.stem[0] != "_" and p.stem != "custom"))
+ZOO = ("cnn_small", "cnn_medium", "cnn_deep", "waifu2x", "espcn", "fsrcnn", "edsr_baseline")
 
 K = TypeVar("K")
 
 
 def add_harness_args(ap: argparse.ArgumentParser) -> None:
     """The flags every bench takes the same way: which nets, how many repeats, threads, JSON rows."""
-    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    ap.add_argument("--models", nargs="+", default=list(ZOO), choices=MODELS)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     ap.add_argument("--json", help="also write the table rows to this JSON file (scripts/bench_gpu.sh merges them)")
@@ -118,27 +121,16 @@ def matmul_gflops(device: torch.device, dtype: torch.dtype, n: int = 2048, reps:
     return 2 * n**3 * reps / seconds(lambda: torch.matmul(a, b), device, reps, clock=clock) / 1e9
 
 
-def conv_macs(net: nn.Module, in_channels: int, h: int, w: int) -> int:
-    """Exact multiply-accumulates of one forward on an ``h x w`` input, layer by layer.
+def forward_macs(net: nn.Module, in_channels: int, h: int, w: int) -> int:
+    """Exact multiply-accumulates of one forward on an ``h x w`` input (``torch.utils.flop_counter``: convs,
+    transposed convs, matmuls); an unpadded net's shrinking layers are counted at their true size."""
+    from torch.utils.flop_counter import FlopCounterMode
 
-    Equals ``macs_per_pixel(net) * h * w`` for "same"-padded nets; for waifu2x (unpadded, each layer
-    two pixels smaller) it is the true, smaller count, so its GFLOP/s is not inflated.
-    """
-    total = 0
-
-    def hook(m: nn.Module, _inp, out: torch.Tensor) -> None:
-        nonlocal total
-        total += m.weight.numel() * out.shape[-2] * out.shape[-1]
-
-    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.Conv2d)]
-    try:
-        p = next(net.parameters())
-        with torch.no_grad():
-            net(torch.zeros(1, in_channels, h, w, device=p.device, dtype=p.dtype))
-    finally:
-        for hd in handles:
-            hd.remove()
-    return total
+    p = next(net.parameters())
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        net(torch.zeros(1, in_channels, h, w, device=p.device, dtype=p.dtype))
+    return counter.get_total_flops() // 2
 
 
 def compose_train(overrides: list[str]):

@@ -37,7 +37,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import hydra
 import numpy as np
 import torch
 from bench_common import (
@@ -55,7 +54,9 @@ from bench_common import (
     set_threads,
     table,
 )
+from omegaconf import OmegaConf
 
+from src.arch import contract
 from src.arch.pipeline import SRPipeline
 from src.degrade import downscale, resize_matrix, upsample
 from src.devices import PRECISIONS, describe, precision_context, resolve_precision, select_device
@@ -91,9 +92,9 @@ def load_note() -> str:
 
 
 # --- default: raw / untiled / tiled upscaling speed and peak memory per net -----------------------------------
-def build_net(model: str, device: torch.device, channels_last: bool) -> torch.nn.Module:
+def build_net(model: str, scale: int, device: torch.device, channels_last: bool) -> torch.nn.Module:
     cfg = compose_train([f"model={model}"])
-    net = hydra.utils.instantiate(cfg.model.net).eval()
+    net = contract.build_net(OmegaConf.to_container(cfg.model.net, resolve=True), scale).eval()
     return prepare_net(net, device) if channels_last else net.to(device)
 
 
@@ -113,7 +114,7 @@ def upscale_ways(
 
     def raw() -> torch.Tensor:
         with torch.inference_mode(), precision_context(device, args.precision):
-            return net(x)
+            return net(x)  # the net alone: the size check is part of what "untiled" costs
 
     def upscale(tile: int) -> torch.Tensor:
         with layout_context(args.channels_last):
@@ -134,7 +135,7 @@ def peak_mbs(ways: dict[str, Callable[[], torch.Tensor]], device: torch.device) 
 
 def bench(args: argparse.Namespace, model: str, device: torch.device) -> dict[str, object]:
     """One net's row: MP/s of each way (medians of interleaved repeats), their ratios, tiles, margin, peak MB."""
-    net = build_net(model, device, args.channels_last)
+    net = build_net(model, args.scale, device, args.channels_last)
     n = args.lr_size
     lr = torch.rand(1, 3, n, n, generator=torch.Generator().manual_seed(0)).to(device)
     ways = upscale_ways(args, net, lr, device)

@@ -1,6 +1,6 @@
 """Training patches/s: a bare PyTorch loop vs srlab's real path (SRModule + SRDataModule + Trainer), side by side.
 
-    .venv/bin/python scripts/bench_train.py                                   # 4 nets, bf16-mixed and 32-true, CPU
+    .venv/bin/python scripts/bench_train.py                                   # the zoo's 7 nets, bf16-mixed and 32-true, CPU
     .venv/bin/python scripts/bench_train.py --models cnn_deep --precision 32-true --repeats 5
     .venv/bin/python scripts/bench_train.py --quick                           # seconds: checks that it runs
     .venv/bin/python scripts/bench_train.py --device cuda --store STORE --on-device   # GPU, GPU-resident crops
@@ -14,7 +14,7 @@
 
 Each repeat runs (a) then (b) (order alternating between repeats), each for ``--warmup`` untimed steps
 and ``--steps`` timed ones; a large fp32 and bf16 matmul is timed in the same round as the ceiling.
-GFLOP/s = 6 x exact conv MACs per patch x patches/s (forward 1x, backward 2x, 2 FLOP per MAC).
+GFLOP/s = 6 x exact MACs per patch (torch's flop counter) x patches/s (forward 1x, backward 2x, 2 FLOP per MAC).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from bench_common import (
     add_harness_args,
     autocast,
     compose_train,
-    conv_macs,
+    forward_macs,
     head,
     interleave,
     matmul_gflops,
@@ -50,8 +50,9 @@ from bench_common import (
     set_threads,
     sync,
 )
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
+from src.arch import contract
 from src.data.patches import PatchBatches
 from src.degrade import downscale, to_float, upsample
 from src.metrics import to_y
@@ -208,7 +209,7 @@ class BareLoop:
     def __init__(self, cfg, datamodule, device: torch.device, precision: str, n_batches: int, compile_net: bool) -> None:
         self.device, self.precision = device, precision
         self.scale = int(cfg.data.scale)
-        self.net = hydra.utils.instantiate(cfg.model.net).to(device)
+        self.net = contract.build_net(OmegaConf.to_container(cfg.model.net, resolve=True), self.scale).to(device)
         self.channels_last = bool(cfg.model.channels_last)
         if self.channels_last:
             self.net.to(memory_format=torch.channels_last)
@@ -225,16 +226,16 @@ class BareLoop:
     def loss(self, batch: torch.Tensor) -> torch.Tensor:
         """SRModule.training_step's work on one uint8 batch, under whatever autocast the caller set."""
         # Written out, not through SRPipeline: the baseline is the bare torch calls, no srlab module between them.
-        net = self.net
+        net, mode = self.net, contract.upsample_mode(self.net)
         with torch.autocast(batch.device.type, enabled=False):  # degradation in fp32, as SRModule.degrade
             hr = to_float(batch)
             lr = downscale(hr, self.scale)
-            x = upsample(lr, self.scale, net.upsample)
-        if net.in_channels == 1:
+            x = lr if mode is None else upsample(lr, self.scale, mode)
+        if contract.in_channels(net) == 1:
             x = to_y(x) / 255
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        o = net.offset
+        o = contract.offset(net) * contract.net_factor(net, self.scale)
         target = hr[..., o : hr.shape[-2] - o, o : hr.shape[-1] - o] if o else hr
         return F.mse_loss(net(x).float(), target)
 
@@ -345,7 +346,8 @@ def repeat_line(r: int, rates: dict[str, list[float]], ceilings: dict[str, list[
 def bench_model(args: argparse.Namespace, model: str, precision: str) -> Result:
     """Bare and srlab (and --floor, --static-data) interleaved over ``--repeats``, a matmul ceiling after each repeat."""
     s = build_sides(args, model, precision)
-    res = Result(rates={}, macs_per_patch=conv_macs(s.bare.net, s.bare.net.in_channels, args.patch, args.patch))
+    side = args.patch // contract.net_factor(s.bare.net, s.bare.scale)  # what the net reads of one patch
+    res = Result(rates={}, macs_per_patch=forward_macs(s.bare.net, contract.in_channels(s.bare.net), side, side))
     print(f"\n{model} {precision}: {s.steps} timed steps x {args.repeats} repeats (+{args.warmup} warm-up each)", flush=True)
 
     def after(r: int, rates: dict[str, list[float]]) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -65,8 +68,10 @@ def test_malicious_pickle_is_refused_and_runs_nothing(tmp_path, container):
     assert "\n" not in msg and str(bad) in msg and "refused" in msg
 
 
-@pytest.mark.parametrize("target", ["os.system", "builtins.eval", "src.errors.SrlabError", "src.archevil.Net"])
-def test_net_target_outside_src_arch_is_refused(tmp_path, target):
+@pytest.mark.parametrize(
+    "target", ["os.system", "builtins.eval", "antigravity.fly", "src.errors.SrlabError", "src.archevil.Net", "torch.load", "x; y"]
+)
+def test_net_target_that_is_not_a_network_class_is_refused(tmp_path, target):
     path = tmp_path / "m.ckpt"
     make_ckpt(path)
     ckpt = torch.load(path, weights_only=True)
@@ -74,6 +79,31 @@ def test_net_target_outside_src_arch_is_refused(tmp_path, target):
     torch.save(ckpt, path)
     with pytest.raises(CheckpointError, match="refused"):
         load_checkpoint(path)
+    assert "antigravity" not in sys.modules  # standard-library modules are refused before any import
+
+
+def test_a_users_own_net_class_loads_from_its_package(tmp_path, monkeypatch):
+    pkg = tmp_path / "userpkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(textwrap.dedent("""
+        from torch import nn
+
+        class Up(nn.Module):
+            def __init__(self, scale):
+                super().__init__()
+                self.conv = nn.Conv2d(3, 3 * scale * scale, 3, padding=1)
+                self.shuffle = nn.PixelShuffle(scale)
+
+            def forward(self, x):
+                return self.shuffle(self.conv(x))
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "m.ckpt"
+    state = {f"net.{k}": v for k, v in importlib.import_module("userpkg").Up(3).state_dict().items()}
+    torch.save({"hyper_parameters": {"name": "up", "net": {"_target_": "userpkg.Up"}, "scale": 3}, "state_dict": state}, path)
+    model = load_checkpoint(path)
+    assert type(model.net).__name__ == "Up" and model.net.shuffle.upscale_factor == 3  # scale passed from the file
+    torch.testing.assert_close(model.net.conv.weight, state["net.conv.weight"])
 
 
 def test_nested_target_in_net_options_is_refused(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from src.arch import EDSR, ESPCN, FSRCNN, Compact, CNNDeep
+from src.arch import EDSR, ESPCN, FSRCNN, CNNDeep, Compact
 from src.arch.contract import NetContractError, build_net, reads_lr
 from src.arch.measure import macs_per_output_pixel, receptive_radius
 from src.arch.pipeline import SRPipeline

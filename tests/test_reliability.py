@@ -15,7 +15,7 @@ from src.training.checkpoint_io import AtomicCheckpointIO
 from tests.conftest import ROOT, read_summary, run_train, synthetic_photo
 
 DETERMINISTIC = (
-    "model=cnn_small", "debug=fast", "trainer.limit_train_batches=null", "data.patches_per_image=8",
+    "debug=fast", "trainer.limit_train_batches=null", "data.patches_per_image=8",
     "trainer.max_epochs=2", "trainer.precision=32-true", "trainer.deterministic=true",
     "callbacks.last_checkpoint.every_n_train_steps=4", "+callbacks.kill._target_=tests.crash.KillAtStep",
 )  # fmt: skip
@@ -43,8 +43,9 @@ def weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
 
 
-def test_sigkill_mid_epoch_then_resume_gives_bitwise_identical_weights(tmp_path, photos):
-    args = (*DETERMINISTIC, "data=folder", f"data.root={photos}")
+@pytest.mark.parametrize("model", ["cnn_small", "edsr_baseline"])  # pre-upsampling and LR-in
+def test_sigkill_mid_epoch_then_resume_gives_bitwise_identical_weights(tmp_path, photos, model):
+    args = (*DETERMINISTIC, f"model={model}", "data=folder", f"data.root={photos}")
     assert run_train(tmp_path / "whole", *args).returncode == 0
     steps_per_epoch = read_summary(tmp_path / "whole")["steps"] // 2
     kill_at = steps_per_epoch + 6  # mid-epoch 2, two steps after the checkpoint at a multiple of 4
@@ -72,7 +73,7 @@ def test_sigkill_mid_epoch_then_resume_gives_bitwise_identical_weights(tmp_path,
 def test_sigkill_of_a_ddp_run_then_resume_matches_the_uninterrupted_ddp_run(tmp_path, photos):
     # Two gloo processes on CPU; both ranks die at the same step (SIGKILL, no cleanup), then resume=
     # relaunches both ranks from last.ckpt, with the loader position each rank's slice needs.
-    args = (*DETERMINISTIC, "data=folder", f"data.root={photos}", "trainer=ddp", "trainer.devices=2")
+    args = (*DETERMINISTIC, "model=cnn_small", "data=folder", f"data.root={photos}", "trainer=ddp", "trainer.devices=2")
     whole = run_train(tmp_path / "whole", *args)
     assert whole.returncode == 0, whole.stderr[-3000:]
     kill_at = read_summary(tmp_path / "whole")["steps"] // 2 + 2  # mid-epoch 2, past the checkpoint at a multiple of 4

@@ -54,6 +54,31 @@ def test_compare_models_sweep_and_report(tmp_path):
     assert sorted(p.name for p in (sweep / "2_cnn_deep" / "snapshots").glob("epoch_*.png")) == ["epoch_001.png", "epoch_002.png"]
 
 
+def test_zoo_sweep_lists_the_seven_nets_and_any_list_sweeps_with_model_equals(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from src import CONF_DIR
+
+    with initialize_config_dir(str(CONF_DIR), version_base=None):
+        zoo = compose("train", overrides=["experiment=compare_zoo"], return_hydra_config=True)
+    assert zoo.hydra.sweeper.params.model.split(",") == [
+        "cnn_small", "cnn_medium", "cnn_deep", "waifu2x", "espcn", "fsrcnn", "edsr_baseline"]  # fmt: skip
+    # `make sweep EXPERIMENT=compare_zoo MODELS=cnn_small,espcn,fsrcnn`: the list on the command line wins.
+    sweep = tmp_path / "sweep"
+    res = run_sweep(sweep, "experiment=compare_zoo", "model=cnn_small,espcn,fsrcnn", "debug=fast", "data.scale=3")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0_cnn_small", "1_espcn", "2_fsrcnn"]
+    report_main([str(sweep)])
+    rows = {r["model"]: r for r in csv.DictReader((sweep / "table.csv").open())}
+    # MACs per output pixel, measured: an LR-in net's layers run on 1/9 of the output pixels at x3.
+    assert int(rows["cnn_small"]["macs_per_pixel"]) == 9 * (3 * 8 + 8 * 16 + 16 * 3)
+    assert int(rows["espcn"]["macs_per_pixel"]) == round((25 * 3 * 64 + 9 * 64 * 32 + 9 * 32 * 27) / 9)
+    assert int(rows["fsrcnn"]["macs_per_pixel"]) < int(rows["fsrcnn"]["params"])
+    for r in rows.values():
+        assert r["status"] == "completed" and float(r["patches_per_second"]) > 0 and float(r["fit_seconds"]) > 0
+    assert_real_image(sweep / "pareto.png")
+
+
 def test_failed_and_unfinished_jobs_are_reported_and_do_not_stop_the_sweep(tmp_path):
     sweep = tmp_path / "sweep"
     res = run_sweep(sweep, "model=cnn_small", "debug=fast", "data.patch_size=6,48")

@@ -72,3 +72,16 @@ class SRPipeline(nn.Module):
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         """SR of an LR batch ``(N, 3, h, w)`` in [0, 1]: ``(N, out_channels, h*scale, w*scale)``, unclamped."""
         return self.run(self.pad(self.net_input(self.upsample(lr))))
+
+
+def check_net(net: nn.Module, scale: int, side: int = 12) -> None:
+    """Run the pipeline once on a small zero LR image: a net that breaks the contract stops here, in
+    one line (``NetContractError``), before any data is read."""
+    p = next(net.parameters(), None)
+    lr = torch.zeros(1, 3, side, side, device=p.device if p is not None else None)
+    was_training = net.training
+    try:
+        with torch.no_grad():
+            SRPipeline(net.eval(), scale)(lr)
+    finally:
+        net.train(was_training)

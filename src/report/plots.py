@@ -68,7 +68,7 @@ def plot_snapshots(runs: list[Run], out: Path) -> bool:
 def plot_pareto(runs: list[Run], out: Path) -> None:
     done = [r for r in runs if r.status == "completed" and isinstance(r.summary.get("psnr_y"), (int, float))]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key, xlabel in ((axes[0], "fit_seconds", "training time (s)"), (axes[1], "macs_per_pixel", "MACs per pixel")):
+    for ax, key, xlabel in ((axes[0], "fit_seconds", "training time (s)"), (axes[1], "macs_per_pixel", "MACs per output pixel")):
         for i, r in enumerate(done):
             ax.scatter(r.summary[key], r.summary["psnr_y"], color=f"C{i}", s=40)
             ax.annotate(r.label, (r.summary[key], r.summary["psnr_y"]), fontsize=8, xytext=(4, 4), textcoords="offset points")

@@ -26,7 +26,7 @@ from src.report.runs import Run, device_slots, find_runs
 COLUMNS = [
     ("model", "model"), ("status", "status"), ("train_loss", "final train loss"), ("val_loss", "final val loss"),
     ("test_loss", "best test loss"), ("fit_seconds", "training time (s)"), ("params", "params"),
-    ("macs_per_pixel", "MACs/px"), ("patches_per_second", "patches/s"), ("psnr_y", "PSNR-Y"), ("ssim_y", "SSIM-Y"),
+    ("macs_per_pixel", "MACs/output px"), ("patches_per_second", "patches/s"), ("psnr_y", "PSNR-Y"), ("ssim_y", "SSIM-Y"),
     ("gain_db", "gain over bicubic (dB)"), ("where", "device"), ("shared_with", "timing shared device with"),
 ]  # fmt: skip
 

@@ -12,6 +12,7 @@ from torch import nn
 
 from src import CONF_DIR
 from src.arch import contract
+from src.arch.pipeline import check_net
 from src.errors import ConfigError
 from src.safe_write import check_writable, unwritable_reason
 from src.training.sr_module import LOSSES
@@ -76,9 +77,12 @@ def _build(net_cfg: DictConfig, scale: int) -> nn.Module:
     if not isinstance(net, nn.Module):
         raise ConfigError(f"model.net._target_={target}: builds a {type(net).__name__}, not an nn.Module")
     try:
-        contract.upsample_mode(net)
+        check_net(net, scale)
     except contract.NetContractError as e:
         raise ConfigError(f"model.net: {e}") from None
+    except Exception as e:  # the net's own forward fails: its first line, not a traceback through srlab
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ConfigError(f"model.net: {target} fails on a small LR image at x{scale}: {first[:200]}") from None
     return net
 
 
