@@ -21,8 +21,10 @@ def make_ckpt(path: Path, target: str = "src.arch.CNNSmall", scale: int = 2, see
     """A checkpoint in src.train's format, with random (not identity-like) weights so outputs are non-trivial."""
     from hydra.utils import get_class
 
+    from src.arch.contract import construct
+
     torch.manual_seed(seed)
-    net = get_class(target)(**net_kwargs)
+    net = construct(get_class(target), net_kwargs, scale)
     with torch.no_grad():
         for p in net.parameters():
             p.normal_(0, 0.05)

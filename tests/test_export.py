@@ -20,9 +20,13 @@ def test_conv_bicubic_equals_matlab_resize(scale):
     torch.testing.assert_close(BicubicUp(scale)(x), upsample(x, scale, "bicubic"), atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize(("target", "scale"), [("src.arch.CNNSmall", 3), ("src.arch.Waifu2x", 2)])
-def test_onnxruntime_matches_pytorch_at_two_sizes(tmp_path, target, scale, capsys):
-    ckpt = make_ckpt(tmp_path / "m.ckpt", target=target, scale=scale)
+@pytest.mark.parametrize(
+    ("target", "scale", "kwargs"),
+    [("src.arch.CNNSmall", 3, {}), ("src.arch.Waifu2x", 2, {}), ("src.arch.ESPCN", 2, {}), ("src.arch.FSRCNN", 3, {}),
+     ("src.arch.EDSR", 4, {"blocks": 2}), ("src.arch.Compact", 3, {"num_conv": 2})],
+)  # fmt: skip
+def test_onnxruntime_matches_pytorch_at_two_sizes(tmp_path, target, scale, kwargs, capsys):
+    ckpt = make_ckpt(tmp_path / "m.ckpt", target=target, scale=scale, **kwargs)
     assert main(["--ckpt", str(ckpt), "--out", str(tmp_path / "m.onnx"), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "parity: max |onnxruntime - PyTorch on cpu (" in out and ", fp32| = " in out
@@ -40,6 +44,19 @@ def test_onnxruntime_matches_pytorch_at_two_sizes(tmp_path, target, scale, capsy
 def test_bad_checkpoint_is_one_line(tmp_path, capsys):
     assert main(["--ckpt", str(tmp_path / "none.ckpt"), "--out", str(tmp_path / "m.onnx")]) == 2
     assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+def test_a_net_of_the_wrong_size_is_not_exported(tmp_path, capsys, monkeypatch):
+    # An LR-in net that forgets to upsample: before the size check, its graph and its parity passed.
+    pkg = tmp_path / "lazy_nets"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("from torch import nn\n\nclass Lazy(nn.Conv2d):\n"
+                                     "    def __init__(self):\n        super().__init__(3, 3, 3, padding=1)\n")  # fmt: skip
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ckpt = make_ckpt(tmp_path / "m.ckpt", target="lazy_nets.Lazy")
+    assert main(["--ckpt", str(ckpt), "--out", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "net Lazy at x2" in err and "expected 48x64" in err
 
 
 def test_parity_check_catches_a_graph_of_another_net(tmp_path, capsys):

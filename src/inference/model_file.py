@@ -53,6 +53,7 @@ def card_of(run_dir: Path) -> dict[str, Any]:
         },
         "budget": {"fit_seconds": summary["fit_seconds"], "device": summary["device"], "host": summary.get("host")},
         "val_psnr_y": summary["val_psnr_y"],
+        "params": summary["params"], "macs_per_pixel": summary["macs_per_pixel"],  # per output pixel, measured
     }  # fmt: skip
 
 
