@@ -56,7 +56,7 @@ def test_a_net_of_the_wrong_size_is_not_exported(tmp_path, capsys, monkeypatch):
     ckpt = make_ckpt(tmp_path / "m.ckpt", target="lazy_nets.Lazy")
     assert main(["--ckpt", str(ckpt), "--out", str(tmp_path / "m.onnx")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "net Lazy at x2" in err and "expected 48x64" in err
+    assert err.count("\n") == 0 and "net Lazy at x2" in err and "expected 24x24" in err
 
 
 def test_parity_check_catches_a_graph_of_another_net(tmp_path, capsys):

@@ -24,7 +24,8 @@ from typing import Any, BinaryIO
 import torch
 from torch import nn
 
-from src.arch.contract import construct, resolve_target
+from src.arch.contract import NetContractError, construct, resolve_target
+from src.arch.pipeline import check_net
 from src.errors import ConfigError, SrlabError
 
 MODEL_FILE_FORMAT = "srlab-model/1"  # src/inference/model_file.py writes it
@@ -137,6 +138,10 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedModel:
     except (TypeError, ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0]
         raise CheckpointError(f"{path}: the weights do not fit {cls.__name__} ({first[:160]})") from None
+    try:
+        check_net(net, scale)  # a net that breaks the size contract is refused here, not mid-photo
+    except NetContractError as e:
+        raise CheckpointError(f"{path}: {e}") from None
     net.eval().requires_grad_(False)
     return LoadedModel(net=net, scale=scale, name=str(hp.get("name", cls.__name__)), path=path)
 
