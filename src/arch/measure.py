@@ -29,14 +29,13 @@ from src.arch.contract import in_channels, net_factor, offset
 PROBE_SIDES = (12, 16, 20)  # output px per probe side, in units of the net's factor (kept small: CPU)
 
 
-def _probe(net: nn.Module, scale: int, side: int) -> tuple[torch.Tensor, int]:
-    """A zero input whose net output is ``side*f`` px square, and that output's pixel count."""
-    f, o = net_factor(net, scale), offset(net)
-    n = side + 2 * o
+def _probe(net: nn.Module, side: int) -> torch.Tensor:
+    """A zero input of ``side`` px (plus the net's offset) square: its output is ``side`` x the net's factor."""
+    n = side + 2 * offset(net)
     p = next(net.parameters(), None)
     x = torch.zeros(1, in_channels(net), n, n, dtype=p.dtype if p is not None else torch.float32,
                     device=p.device if p is not None else None)  # fmt: skip
-    return x, (side * f) ** 2
+    return x
 
 
 @torch.no_grad()
@@ -47,7 +46,7 @@ def macs_per_output_pixel(net: nn.Module, scale: int) -> int:
     sides, macs = [], []
     try:
         for side in PROBE_SIDES:
-            x, _ = _probe(net, scale, side)
+            x = _probe(net, side)
             counter = FlopCounterMode(display=False)
             with counter:
                 net(x)
@@ -116,7 +115,7 @@ def _measured_radius(net: nn.Module, scale: int) -> int:
     was_training = net.training
     net.eval()
     try:
-        (x1, _), (x2, _) = _probe(net, scale, PROBE_SIDES[0]), _probe(net, scale, PROBE_SIDES[1])
+        x1, x2 = _probe(net, PROBE_SIDES[0]), _probe(net, PROBE_SIDES[1])
         small, large = _layer_sides(net, x1), _layer_sides(net, x2)
     finally:
         net.train(was_training)
