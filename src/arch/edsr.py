@@ -22,7 +22,9 @@ class ResBlock(nn.Module):
 
 
 def upsampler(scale: int, features: int) -> nn.Sequential:
-    """Conv + pixel shuffle: one x2/x3 stage, or two x2 stages for x4 (the paper's layout)."""
+    """Conv + pixel shuffle: one x2/x3 stage, or two x2 stages for x4 (the paper's layout); none at x1 (a denoiser)."""
+    if scale == 1:
+        return nn.Sequential()
     if scale == 4:
         return nn.Sequential(*upsampler(2, features), *upsampler(2, features))
     return nn.Sequential(nn.Conv2d(features, features * scale * scale, 3, padding=1), nn.PixelShuffle(scale))
@@ -32,7 +34,7 @@ class EDSR(nn.Module):
     """EDSR: ``blocks`` residual blocks of ``features`` channels; the baseline is (16, 64, res_scale 1).
 
     Args:
-        scale: the SR factor (2, 3 or 4).
+        scale: the SR factor (2, 3 or 4; 1: a denoiser, no upsampler).
         channels: image channels in and out.
         blocks, features, res_scale: the body (the full EDSR is 32 blocks of 256, res_scale 0.1).
     """
@@ -41,8 +43,8 @@ class EDSR(nn.Module):
 
     def __init__(self, scale: int, channels: int = 3, blocks: int = 16, features: int = 64, res_scale: float = 1.0) -> None:
         super().__init__()
-        if scale not in (2, 3, 4):
-            raise ValueError(f"scale must be 2, 3 or 4, got {scale}")
+        if scale not in (1, 2, 3, 4):
+            raise ValueError(f"scale must be 1, 2, 3 or 4, got {scale}")
         self.in_channels = channels
         mean = torch.tensor(DIV2K_RGB_MEAN if channels == 3 else (0.5,) * channels).view(1, channels, 1, 1)
         self.register_buffer("mean", mean, persistent=False)
