@@ -28,10 +28,19 @@ MODELS ?=
 DATA ?=
 PRETRAINED = cnn_deep:2:20 cnn_deep:3:20 cnn_deep:4:20 cnn_small:2:20 cnn_medium:2:2 waifu2x:2:2
 
+# Published weights (spandrel, the [zoo] extra) live in their own venv: spandrel imports torchvision, and a
+# torchvision from the package index needs its own torch build, which pip would otherwise install over the
+# core venv's torch. ZOO_TORCH is the pair installed there; both are then pinned while the extra installs,
+# so pip fails rather than swap them. A CPU-only pair from pytorch.org:
+# `make zoo ZOO_TORCH="torch torchvision" TORCH_INDEX=https://download.pytorch.org/whl/cpu`.
+ZOO_VENV ?= .venv-zoo
+ZOO_TORCH ?= torch==2.14.1 torchvision==0.29.1
+ZOO_PY := $(ZOO_VENV)/bin/python
+
 # Test processes: one per core (pytest-xdist); TEST_WORKERS=0 runs them in this process.
 TEST_WORKERS ?= auto
 
-.PHONY: help install train test lint clean sweep report compare pretrained
+.PHONY: help install train test test-zoo zoo lint clean sweep report compare pretrained
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -47,6 +56,16 @@ $(VENV)/.installed: pyproject.toml
 $(VENV)/.installed-%: $(VENV)/.installed
 	$(PY) -m pip install -q -e ".[$*]"
 	touch $@
+
+$(ZOO_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(ZOO_VENV)
+	$(ZOO_PY) -m pip install -q --upgrade pip
+	$(ZOO_PY) -m pip install -q $(ZOO_TORCH) $(PIP_TORCH_INDEX)
+	$(ZOO_PY) -m pip freeze | grep -iE '^(torch|torchvision)==' > $(ZOO_VENV)/torch-pins.txt
+	$(ZOO_PY) -m pip install -q -e ".[zoo,dev,export]" -c $(ZOO_VENV)/torch-pins.txt
+	touch $@
+
+zoo: $(ZOO_VENV)/.installed  ## create .venv-zoo: srlab with spandrel, to run published weights (README: Published models)
 
 install: $(VENV)/.installed  ## create .venv and install srlab (core: enough to train, evaluate and upscale)
 
@@ -71,12 +90,15 @@ pretrained: install  ## retrain and pack the bundled models (DATA=<folder of pho
 	  && $(PY) -m src.model_file $$run --out src/pretrained/$${m}_x$$s.pt || exit 1; done
 
 test: $(VENV)/.installed-dev $(VENV)/.installed-sweep $(VENV)/.installed-export $(VENV)/.installed-ray  ## run the test suite
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --ignore=tests/zoo $(ARGS)
+
+test-zoo: $(ZOO_VENV)/.installed  ## the published-weights tests (spandrel), in .venv-zoo
+	$(ZOO_PY) -m pytest -n $(TEST_WORKERS) tests/zoo $(ARGS)
 
 lint: $(VENV)/.installed-dev  ## ruff and the import layering (pyproject.toml)
 	$(VENV)/bin/ruff check src scripts tests
 	$(VENV)/bin/lint-imports
 
 clean:  ## remove the venv, caches and all outputs
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(ZOO_VENV) .pytest_cache .ruff_cache *.egg-info
 	find outputs -mindepth 1 ! -name .gitkeep -exec rm -rf {} +

@@ -54,11 +54,13 @@ def test_roundtrip_rebuilds_net_scale_and_name(tmp_path):
     torch.testing.assert_close(model.net.state_dict()["body.0.weight"], ref["net.body.0.weight"])
 
 
+@pytest.mark.parametrize("suffix", [".ckpt", ".pth"])  # .pth: a published model's state dict, as downloaded
 @pytest.mark.parametrize("container", ["zip", "raw_pickle"])
-def test_malicious_pickle_is_refused_and_runs_nothing(tmp_path, container):
+def test_malicious_pickle_is_refused_and_runs_nothing(tmp_path, container, suffix):
     marker = tmp_path / "pwned"
-    bad = tmp_path / "evil.ckpt"
-    payload = {"state_dict": {}, "hyper_parameters": _Evil(str(marker))}
+    bad = tmp_path / f"evil{suffix}"
+    evil = _Evil(str(marker))
+    payload = {"state_dict": {}, "hyper_parameters": evil} if suffix == ".ckpt" else {"params_ema": {"conv.weight": evil}}
     if container == "zip":
         torch.save(payload, bad)  # torch's zip format, as a real checkpoint
     else:

@@ -287,7 +287,9 @@ def test_start_line_names_device_and_precision_and_the_summary_counts(tmp_path, 
     assert f"on {describe(torch.device('cpu'), default_precision(torch.device('cpu')))}" in start and "3 image(s)" in start
     m = _SUMMARY.match(end)
     assert m and m.group(1) == "3" and m.group(4) == "" and float(m.group(3)) > 0, end
-    assert len(_error_lines(cap.err)) == 2  # no progress bars when stderr is not a terminal
+    # The model's card on the second line; no progress bars when stderr is not a terminal.
+    lines = _error_lines(cap.err)
+    assert len(lines) == 3 and lines[1] == "model: tiny x2 (CNNSmall): 1,827 params, 3 input channel(s), from tiny.ckpt"
     # stdout: the files written, one a line, nothing else.
     assert cap.out.splitlines() == [str(tmp_path / "out" / f"{p.stem}_x2.png") for p in paths]
 

@@ -19,6 +19,7 @@ class Compact(nn.Module):
     """
 
     upsample = None  # reads the LR image; the skip's nearest resize has no reach
+    spandrel_architecture = "Compact"  # its keys are the published ones: exported files load in spandrel
 
     def __init__(self, scale: int, channels: int = 3, num_feat: int = 64, num_conv: int = 16) -> None:
         super().__init__()

@@ -11,8 +11,12 @@ A net is a plain ``nn.Module``. It may declare, as attributes (all optional):
   pipeline replicate-pads the input by it, so every net's output has the full output size.
 - ``receptive_radius``: input pixels on each side that one output pixel reads; measured from the
   net's layers when not declared (``src.arch.measure``). Tiled inference cuts its margins by it.
+- ``supports_bf16``, ``supports_fp16``: ``False`` where the net is wrong in that precision; inference
+  then runs it in fp32.
 
-A constructor that takes ``scale`` gets the run's scale (:func:`build_net`).
+A constructor that takes ``scale`` gets the run's scale (:func:`build_net`). A net whose layers follow
+from its weights (a published architecture) may define a classmethod ``from_weights(state_dict,
+**options)``: checkpoints of it are then rebuilt from the weights they hold.
 """
 
 from __future__ import annotations
@@ -53,6 +57,12 @@ def in_channels(net: nn.Module) -> int:
 def offset(net: nn.Module) -> int:
     """Input pixels the net loses at each border."""
     return int(getattr(net, "offset", 0))
+
+
+def supports_precision(net: nn.Module, precision: str) -> bool:
+    """Whether the net may run under ``precision`` (fp32 always)."""
+    flag = {"bf16": "supports_bf16", "fp16": "supports_fp16"}.get(precision)
+    return flag is None or bool(getattr(net, flag, True))
 
 
 def net_factor(net: nn.Module, scale: int) -> int:

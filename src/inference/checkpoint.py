@@ -1,41 +1,38 @@
-"""Load a trained net from a checkpoint file alone, without running any code the file names.
+"""Load a trained net from a weights file alone, without running any code the file names.
 
-A Lightning checkpoint is a pickle. ``torch.load(weights_only=True)`` only rebuilds tensors and plain
-containers, so a crafted file cannot execute code while loading. The net is then rebuilt from the
-config stored in the checkpoint (``hyper_parameters.net``). Its ``_target_`` must name an
-``nn.Module`` class (srlab's ``src.arch`` or a user's own package), never a standard-library module,
-and its options must be plain values: otherwise a checkpoint could name any importable callable
-(``os.system``...).
+srlab's own files (a Lightning checkpoint of ``src.train``, a model file of ``src.model_file``, a
+``.safetensors`` written by ``src.export``) carry the net's config: the net is rebuilt from it. Its
+``_target_`` must name an ``nn.Module`` class (srlab's ``src.arch`` or a user's own package), never a
+standard-library module, and its options must be plain values: otherwise a checkpoint could name any
+importable callable (``os.system``...). Any other state dict (a published ``.pth`` or
+``.safetensors``) is built by spandrel from its keys (``src.arch.spandrel_net``). Pickles are read
+weights-only (``src.weights``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-import pickle
-import pickletools
 import re
 import sys
-import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
-import torch
 from torch import nn
 
-from src.arch.contract import NetContractError, construct, resolve_target
+from src.arch.contract import NetContractError, construct, in_channels, resolve_target
 from src.arch.pipeline import check_net
-from src.errors import ConfigError, SrlabError
+from src.arch.spandrel_net import SpandrelNet
+from src.errors import ConfigError
+from src.weights import CheckpointError, load_pickle, read_weights
 
 MODEL_FILE_FORMAT = "srlab-model/1"  # src/inference/model_file.py writes it
 BUNDLED_DIR = Path(__file__).resolve().parents[1] / "pretrained"  # the model files shipped in the package
 
 log = logging.getLogger(__name__)
-
-
-class CheckpointError(SrlabError):
-    """The checkpoint file cannot be used (missing, corrupt, unsafe, or not an srlab model)."""
 
 
 @dataclass
@@ -46,6 +43,16 @@ class LoadedModel:
     scale: int
     name: str
     path: Path
+    config: dict[str, Any]  # the net's config (_target_ and options), as a checkpoint stores it
+
+    def describe(self) -> str:
+        """One line: what the net is, its scale, size and input, and where it came from."""
+        own = getattr(self.net, "describe", None)
+        if callable(own):
+            return own()
+        params = sum(p.numel() for p in self.net.parameters())
+        return (f"{self.name} x{self.scale} ({type(self.net).__name__}): {params:,} params, "
+                f"{in_channels(self.net)} input channel(s), from {self.path.name}")  # fmt: skip
 
 
 def _net_class(target: Any, path: Path) -> type[nn.Module]:
@@ -66,61 +73,34 @@ def _net_class(target: Any, path: Path) -> type[nn.Module]:
     return obj
 
 
-def pickle_globals(path: Path) -> list[str] | None:
-    """The callables a pickle (bare, or the ``data.pkl`` of torch's zip format) names, read without
-    running it; ``None`` if the file is not a well-formed pickle."""
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as z:
-                inner = [n for n in z.namelist() if n.endswith("data.pkl")]
-                if not inner:
-                    return None
-                return _globals_in(z.read(inner[0]))
-        with open(path, "rb") as f:
-            return _globals_in(f)
-    except Exception:  # genops raises ValueError on junk, and anything else on stranger junk
-        return None
-
-
-def _globals_in(data: bytes | BinaryIO) -> list[str]:
-    found, strings = [], []
-    for op, arg, _ in pickletools.genops(data):  # reads up to STOP; raises if there is none
-        if op.name in ("GLOBAL", "INST"):
-            found.append(str(arg).replace(" ", "."))
-        elif op.name == "STACK_GLOBAL":  # module and name were pushed as the last two strings
-            found.append(".".join(strings[-2:]) if len(strings) >= 2 else "a global")
-        if isinstance(arg, str):
-            strings.append(arg)
-    return found
+def _srlab_parts(content: Any, meta: Mapping[str, str]) -> tuple[dict | None, dict | None]:
+    """(hyper-parameters, net weights) of an srlab file; (None, None) for anything else."""
+    if meta.get("format") == MODEL_FILE_FORMAT:  # a .safetensors of src.export
+        try:
+            hp = {"name": meta["name"], "net": json.loads(meta["net"]), "scale": json.loads(meta["scale"])}
+        except (KeyError, ValueError):
+            return None, None
+        prefix = meta.get("key_prefix", "")
+        return hp, {k.removeprefix(prefix): v for k, v in content.items()}
+    if not isinstance(content, dict):
+        return None, None
+    if content.get("format") == MODEL_FILE_FORMAT:  # a model file (src/inference/model_file.py)
+        weights = content.get("weights")
+        return {k: content.get(k) for k in ("name", "net", "scale")}, weights if isinstance(weights, dict) else None
+    if isinstance(content.get("hyper_parameters"), dict) and isinstance(content.get("state_dict"), dict):
+        state = content["state_dict"]  # a Lightning checkpoint of src.train
+        return content["hyper_parameters"], {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
+    return None, None
 
 
 def load_checkpoint(path: str | os.PathLike) -> LoadedModel:
-    """Rebuild the net, its scale and its name from a ``.ckpt`` written by ``src.train``."""
+    """Rebuild the net, its scale and its name from an srlab file or a published state dict."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        # The restricted unpickler stopped. Code would have run only if the file is a well-formed pickle
-        # that names a callable; random bytes stop it too, and are just not a checkpoint.
-        named = re.search(r"GLOBAL ([\w.]+)", str(e))
-        found = pickle_globals(path)
-        if found is not None and (named or found):
-            raise CheckpointError(
-                f"{path}: refused: loading it would run arbitrary code (it calls {named.group(1) if named else found[0]})"
-            ) from None
-        raise CheckpointError(f"{path}: not a readable checkpoint (not a well-formed pickle)") from None
-    except Exception as e:  # corrupt bytes can fail anywhere in the unpickler (IndexError, KeyError, ...)
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
-    if isinstance(ckpt, dict) and ckpt.get("format") == MODEL_FILE_FORMAT:  # a model file (src/inference/model_file.py)
-        hp = {k: ckpt.get(k) for k in ("name", "net", "scale")}
-        weights = ckpt.get("weights")
-        state = {f"net.{k}": v for k, v in weights.items()} if isinstance(weights, dict) else None
-    else:  # a Lightning checkpoint of src.train
-        hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
-        state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
-    if not isinstance(hp, dict) or not isinstance(hp.get("net"), dict) or not isinstance(state, dict):
+    content, meta = read_weights(path)
+    hp, weights = _srlab_parts(content, meta)
+    if hp is None:
+        return _published(content, path)
+    if not isinstance(hp.get("net"), dict) or not isinstance(weights, dict):
         raise CheckpointError(f"{path}: not an srlab checkpoint (no hyper_parameters.net / state_dict)")
     net_cfg = dict(hp["net"])
     cls = _net_class(net_cfg.pop("_target_", None), path)
@@ -132,18 +112,32 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedModel:
     if not isinstance(scale, int) or scale < 1:
         raise CheckpointError(f"{path}: hyper_parameters.scale={scale!r} is not a positive integer")
     try:
-        net = construct(cls, net_cfg, scale)
-        weights = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
+        # A net whose layers follow from its weights (a published architecture) is rebuilt from them.
+        from_weights = getattr(cls, "from_weights", None)
+        net = from_weights(weights, **net_cfg, scale=scale) if callable(from_weights) else construct(cls, net_cfg, scale)
         net.load_state_dict(weights)
     except (TypeError, ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0]
         raise CheckpointError(f"{path}: the weights do not fit {cls.__name__} ({first[:160]})") from None
+    return _ready(net, scale, str(hp.get("name", cls.__name__)), path, dict(hp["net"]))
+
+
+def _published(content: Any, path: Path) -> LoadedModel:
+    """A state dict from elsewhere (an OpenModelDB ``.pth``, a ``.safetensors``), built by spandrel."""
+    if not isinstance(content, Mapping) or not content:
+        raise CheckpointError(f"{path}: neither an srlab checkpoint nor a state dict (holds a {type(content).__name__})")
+    net = SpandrelNet.from_published(content, str(path))
+    config = {"_target_": f"{SpandrelNet.__module__}.{SpandrelNet.__name__}", "path": str(path)}
+    return _ready(net, net.scale, net.architecture, path, config)
+
+
+def _ready(net: nn.Module, scale: int, name: str, path: Path, config: dict[str, Any]) -> LoadedModel:
     try:
         check_net(net, scale)  # a net that breaks the size contract is refused here, not mid-photo
     except NetContractError as e:
         raise CheckpointError(f"{path}: {e}") from None
     net.eval().requires_grad_(False)
-    return LoadedModel(net=net, scale=scale, name=str(hp.get("name", cls.__name__)), path=path)
+    return LoadedModel(net=net, scale=scale, name=name, path=path, config=config)
 
 
 def bundled_file(model: str, scale: int) -> Path:
@@ -166,6 +160,7 @@ def load_model(ckpt: str | os.PathLike | None, model: str | None = None, scale: 
     if model and not path.is_file():
         raise CheckpointError(f"{model} x{scale or 2}: no such bundled model ({bundled})")
     loaded = load_checkpoint(path)
+    log.info("model: %s", loaded.describe())
     if scale is not None and loaded.scale != scale:
         raise CheckpointError(f"{ckpt}: holds a x{loaded.scale} model, not x{scale} (the scale picks a bundled model only)")
     return loaded
@@ -174,8 +169,8 @@ def load_model(ckpt: str | os.PathLike | None, model: str | None = None, scale: 
 def resumable_step(path: Path) -> int | None:
     """The global step of a full training checkpoint (weights, optimizer, loops); ``None`` if it cannot be resumed."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # unreadable for any reason: not one to resume from
+        ckpt = load_pickle(path, mmap=True)
+    except CheckpointError:  # unreadable for any reason: not one to resume from
         return None
     if not isinstance(ckpt, dict) or not {"state_dict", "optimizer_states", "loops"} <= ckpt.keys():
         return None

@@ -1,6 +1,7 @@
-"""Export a checkpoint to ONNX: LR image in, SR image out, any height and width.
+"""Export a checkpoint to ONNX (LR image in, SR image out, any height and width) or to safetensors.
 
     python -m src.export --ckpt model.ckpt --out model.onnx
+    python -m src.export --ckpt model.ckpt --out model.safetensors         # --format from the suffix
     python -m src.export --ckpt model.ckpt --out model.onnx --opset 18
     python -m src.export --model cnn_deep --scale 3 --out cnn_deep_x3.onnx      # a bundled model
     python -m src.export --ckpt model.ckpt --out model.onnx --device cuda       # parity against the net on a GPU
@@ -16,6 +17,10 @@ and compares it with a reference that shares no code with the exported graph's a
 ``h*scale x w*scale`` size computed from the LR image alone, and srlab's tiled inference in fp32 on
 ``--device`` (small tiles, the MATLAB-exact resize, each tile's size checked). It prints the largest
 difference and fails (status 1) above ``PARITY_ATOL``; ``--no-check`` skips it.
+
+``--format safetensors`` writes the weights and srlab's header (``src.inference.model_file.write_safetensors``):
+a net of a published layout (``compact``, or one loaded from published weights) keeps its key names,
+so spandrel-based tools (chaiNNer, ...) load it; its check reloads the file and compares outputs.
 """
 
 from __future__ import annotations
@@ -34,8 +39,10 @@ from src.arch.pipeline import SRPipeline
 from src.degrade import resize_matrix
 from src.devices import DEVICE_CHOICES, describe, select_device
 from src.errors import SrlabError
-from src.inference.checkpoint import load_checkpoint, load_model
-from src.inference.tiling import upscale_tensor
+from src.inference.checkpoint import LoadedModel, load_checkpoint, load_model
+from src.inference.model_file import write_safetensors
+from src.inference.tiling import sr_whole, upscale_tensor
+from src.weights import SAFETENSORS_SUFFIX
 
 # Largest |onnxruntime - PyTorch| accepted on [0, 1] images: two fp32 pipelines that order their sums
 # differently agree to ~1e-6 here; a wrong graph is off by far more than 1e-4.
@@ -110,20 +117,45 @@ def parity(onnx_path: str | Path, ckpt: str | Path, device: torch.device, size: 
     return float(abs(out - ref).max())
 
 
+FORMATS = ("onnx", "safetensors")
+
+
+def _export_safetensors(model: LoadedModel, out: Path, check: bool) -> int:
+    """Write ``out``; with ``check``, load it back as srlab does and compare outputs (status 1 if they differ)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    layout = write_safetensors(model, out)
+    print(out)
+    print(f"layout: {layout}", file=sys.stderr)
+    if not check:
+        return 0
+    lr = torch.rand(1, 3, 23, 19, generator=torch.Generator().manual_seed(0))
+    diff = float((sr_whole(load_checkpoint(out).net, lr, model.scale) - sr_whole(model.net, lr, model.scale)).abs().max())
+    if not diff <= PARITY_ATOL:
+        print(f"error: {out}: reloaded, it differs from the source by {diff:.3g} (> {PARITY_ATOL})", file=sys.stderr)
+        return 1
+    print(f"parity: max |reloaded - source| = {diff:.2g} (<= {PARITY_ATOL})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m src.export", description="Export an srlab checkpoint to ONNX (dynamic H/W).")
     p.add_argument("--ckpt", type=Path, help="a checkpoint written by src.train or a model file (python -m src.model_file)")
     p.add_argument("--model", help="or a bundled model by name: cnn_deep, cnn_small, cnn_medium, waifu2x (src/pretrained/)")
     p.add_argument("--scale", type=int, help="the bundled model's scale (default 2)")
-    p.add_argument("--out", required=True, type=Path, help="the .onnx file to write")
+    p.add_argument("--out", required=True, type=Path, help="the file to write (.onnx or .safetensors)")
+    p.add_argument("--format", choices=FORMATS, help="onnx or safetensors (default: by the suffix of --out, else onnx)")
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--device", default="auto", help=f"PyTorch side of the parity check: {DEVICE_CHOICES} (default auto)")
-    p.add_argument("--no-check", action="store_true", help="skip the onnxruntime parity check")
+    p.add_argument("--no-check", action="store_true", help="skip the parity check (onnxruntime, or the reloaded file)")
     args = p.parse_args(argv)
+    fmt = args.format or ("safetensors" if args.out.suffix.lower() == SAFETENSORS_SUFFIX else "onnx")
     try:
         device = None if args.no_check else select_device(args.device)
-        source = load_model(args.ckpt, args.model, args.scale).path
-        path = export_onnx(source, args.out, args.opset)
+        model = load_model(args.ckpt, args.model, args.scale)
+        if fmt == "safetensors":
+            return _export_safetensors(model, args.out, check=device is not None)
+        path = export_onnx(model.path, args.out, args.opset)
+        source = model.path
     except SrlabError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,6 +1,7 @@
 """Model files: a trained net without Lightning (net config, scale, weights, and the card of how it was made).
 
     python -m src.model_file <run dir or .ckpt> --out model.pt [--fp16]
+    python -m src.export --ckpt <ckpt> --format safetensors --out model.safetensors   # no pickle at all
 
 A model file is a ``torch.save`` of plain containers and tensors, read with ``weights_only=True`` like
 any checkpoint (``src.inference.checkpoint.load_checkpoint`` takes both). The bundled models in
@@ -17,7 +18,11 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from src.inference.checkpoint import MODEL_FILE_FORMAT, load_checkpoint
+from src.arch.spandrel_net import SpandrelNet
+from src.inference.checkpoint import MODEL_FILE_FORMAT, LoadedModel, load_checkpoint
+from src.weights import save_safetensors
+
+SRLAB_KEY_PREFIX = "net."  # srlab's own key layout in a .safetensors: no other tool mistakes it for theirs
 
 
 def pack(ckpt: dict[str, Any], card: dict[str, Any], fp16: bool) -> dict[str, Any]:
@@ -28,6 +33,42 @@ def pack(ckpt: dict[str, Any], card: dict[str, Any], fp16: bool) -> dict[str, An
         weights = {k: v.half() for k, v in weights.items()}
     meta = {"format": MODEL_FILE_FORMAT, "name": hp["name"], "scale": hp["scale"], "net": hp["net"]}
     return meta | {"weights": weights, "card": card}
+
+
+def published_weights(model: LoadedModel) -> tuple[str, dict[str, torch.Tensor]] | None:
+    """(architecture, weights under its published key names) for a net other tools load by its keys
+    (spandrel, chaiNNer): one built by spandrel, or an srlab net that declares ``spandrel_architecture``
+    (Compact). ``None`` for the rest, whose layout no other tool knows."""
+    net = model.net
+    if isinstance(net, SpandrelNet):
+        return net.architecture, {k.removeprefix("model."): v for k, v in net.state_dict().items()}
+    arch = getattr(net, "spandrel_architecture", None)
+    return (arch, net.state_dict()) if arch else None
+
+
+def write_safetensors(model: LoadedModel, out: Path) -> str:
+    """Write ``model`` as a ``.safetensors`` file; return the key layout written.
+
+    A net with a published layout (:func:`published_weights`) keeps its key names, so spandrel and
+    the tools built on it load the file as that architecture; srlab's header (net config, scale)
+    rides along for srlab's own nets. Any other net's keys get the ``net.`` prefix, so no tool that
+    detects architectures by key names (spandrel reads ``body.N`` as Compact) mistakes the file for
+    another net: srlab reads it back from its header.
+    """
+    published = published_weights(model)
+    card = {"name": model.name, "scale": model.scale, "described": model.describe()}
+    if published is not None and isinstance(model.net, SpandrelNet):  # read back by its keys, like the original
+        arch, weights = published
+        save_safetensors(weights, {"architecture": arch, "srlab_card": card}, out)
+        return f"{arch} (published key names)"
+    meta = {"format": MODEL_FILE_FORMAT, "name": model.name, "scale": model.scale, "net": model.config, "srlab_card": card}
+    if published is not None:
+        arch, weights = published
+        save_safetensors(weights, meta | {"architecture": arch, "key_prefix": ""}, out)
+        return f"{arch} (published key names)"
+    weights = {SRLAB_KEY_PREFIX + k: v for k, v in model.net.state_dict().items()}
+    save_safetensors(weights, meta | {"key_prefix": SRLAB_KEY_PREFIX}, out)
+    return "srlab (net. keys)"
 
 
 def data_name(data_cfg: Any) -> str:

@@ -60,8 +60,10 @@ def _device_of(net: nn.Module) -> torch.device:
 def sr_whole(net: nn.Module, lr: torch.Tensor, scale: int, precision: str = "fp32") -> torch.Tensor:
     """One pass on a whole LR batch ``(N, 3, h, w)`` in [0, 1] -> SR ``(N, out, h*scale, w*scale)`` float32, unclamped.
 
-    Runs where ``lr`` is (the net must be there too); ``precision`` applies to the net only.
+    Runs where ``lr`` is (the net must be there too); ``precision`` applies to the net only, and is
+    fp32 for a net that does not support it (``contract.supports_precision``).
     """
+    precision = precision if contract.supports_precision(net, precision) else "fp32"
     pipeline = SRPipeline(net, scale)
     with torch.autocast(lr.device.type, enabled=False):  # resize and padding in fp32 under any caller's autocast
         x = pipeline.pad(pipeline.net_input(pipeline.upsample(lr)))

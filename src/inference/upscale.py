@@ -42,10 +42,11 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from src.arch import contract
 from src.data.images import IMAGE_SUFFIXES, ImageError
 from src.degrade import imresize
 from src.devices import describe, resolve_precision, select_device
-from src.errors import OutputError, SrlabError
+from src.errors import ConfigError, OutputError, SrlabError
 from src.inference.checkpoint import LoadedModel, load_model
 from src.inference.memory import after_photo
 from src.inference.outputs import check_outputs, collect, destination
@@ -124,6 +125,7 @@ def _run(args: argparse.Namespace, ext: str | None) -> int:
         device = select_device(args.device)
         precision = resolve_precision(args.precision, device)
         model = load_model(args.ckpt, args.model, args.scale)
+        precision = _net_precision(model, precision, asked=args.precision)
         files = collect(args.inputs)
     except SrlabError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -144,6 +146,15 @@ def _run(args: argparse.Namespace, ext: str | None) -> int:
     return _upscale_all(args, model, device, precision, todo, skipped=len(jobs) - len(todo))
 
 
+def _net_precision(model: LoadedModel, precision: str, asked: str) -> str:
+    """``precision``, or fp32 where the net does not support it (a refusal if the user asked for it)."""
+    if contract.supports_precision(model.net, precision):
+        return precision
+    if str(asked).strip().lower() != "auto":
+        raise ConfigError(f"--precision {asked}: {model.name} does not support it (use fp32)")
+    return "fp32"
+
+
 def _upscale_all(
     args: argparse.Namespace, model: LoadedModel, device: torch.device, precision: str, todo: list[tuple[Path, Path]],
     skipped: int,
@@ -153,6 +164,10 @@ def _upscale_all(
     tile = "auto" if args.tile == "auto" else args.tile or None
     where = f"{model.name} x{model.scale} ({model.path}) on {describe(device, precision)}, tile {args.tile if tile else 'none'}"
     print(f"upscale: {where}; {len(todo)} image(s){f', {skipped} skipped (output exists)' if skipped else ''}", file=sys.stderr)
+    print(f"model: {model.describe()}", file=sys.stderr)
+    if tile and getattr(model.net, "tiles_exact", True) is False:
+        print(f"note: {model.name} mixes pixels beyond any tile margin: tiles approximate it (--tile 0: one pass)",
+              file=sys.stderr)  # fmt: skip
     torch.set_grad_enabled(False)
     failed = done = 0
     t0 = time.perf_counter()
