@@ -1,12 +1,16 @@
-"""Training patches per second of each data path: per-sample JPEG decoding, the store, the on-device crops.
+"""Training patches per second of each data path: per-sample JPEG decoding, the store, the on-device crops,
+and the store with a degradation made in the loader (``degradation=jpeg|noise|real``).
 
     python scripts/bench_data.py                          # 200 synthetic 1000x700 JPEGs in a temp dir
     python scripts/bench_data.py --photos DIR --store STORE   # photos (baseline) and a store made from them
     python scripts/bench_data.py --device cuda            # the on-device path on a GPU
+    python scripts/bench_data.py --patch-sizes 48 96 --degradations jpeg noise real --workers 0 2
 
 Every path is timed ``--repeats`` times for ``--seconds`` each; the median is printed. The store
 path uses the DataModule exactly as ``data=store`` builds it, with the defaults of
-``conf/data/_patches.yaml`` (batch size, loader workers); only the patch size changes.
+``conf/data/_patches.yaml`` (batch size, loader workers, scale); only the patch size changes. A
+degradation row builds the degradation from its ``conf/degradation/<name>.yaml`` and runs the store
+path with ``--workers`` loader processes: its LR images are made in the loader, on the CPU.
 """
 
 from __future__ import annotations
@@ -33,17 +37,17 @@ from src.data.prepare import prepare  # noqa: E402
 from src.data.synthetic import write_jpegs  # noqa: E402
 
 
-def rate(step: Callable[[], int], seconds: float, device: torch.device) -> float:
+def rate(step: Callable[[], int], seconds: float, device: torch.device, clock: Callable[[], float] = time.perf_counter) -> float:
     """Patches per second of calling ``step`` (returns patches made) for about ``seconds``, after a warm-up."""
     step()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
+    n, start = 0, clock()
+    while clock() - start < seconds:
         n += step()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return n / (time.perf_counter() - start)
+    return n / (clock() - start)
 
 
 def decode_baseline(paths: list[Path], p: int) -> Callable[[], int]:
@@ -76,6 +80,24 @@ def store_loader(store: Path, defaults: dict, p: int) -> Callable[[], int]:
     return step
 
 
+def degraded_loader(store: Path, defaults: dict, p: int, name: str, workers: int) -> Callable[[], int]:
+    """The store path with ``degradation=<name>``: the loader hands out (HR, LR) pairs, the LR made on the CPU."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    degradation = instantiate(OmegaConf.load(ROOT / "conf" / "degradation" / f"{name}.yaml"))
+    options = {**defaults, "patch_size": p, "num_workers": workers}
+    dm = SRDataModule.from_store(str(store), degradation=degradation, **options)
+    dm.setup("fit")
+    batches = _endless(dm.train_dataloader())
+
+    def step() -> int:
+        hr, _ = next(batches)
+        return hr.shape[0]
+
+    return step
+
+
 def device_crops(store: Path, defaults: dict, p: int, device: torch.device) -> Callable[[], int]:
     dm = SRDataModule.from_store(str(store), on_device=True, **{**defaults, "patch_size": p})
     dm.setup("fit")
@@ -99,7 +121,17 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--device-batch-sizes", type=int, nargs="+", default=[16, 128], help="batch sizes of the on-device rows")
+    ap.add_argument("--degradations", nargs="*", default=["jpeg"], help="conf/degradation/ names made in the loader")
+    ap.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="loader processes of the degradation rows")
+    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    ap.add_argument(
+        "--clock", choices=["wall", "cpu"], default="wall",
+        help="cpu: this process's CPU time (the work done, whatever else runs on the machine); rows with loader "
+        "processes are then left out, their time being spent in other processes",
+    )  # fmt: skip
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:  # synthetic photos and store, removed at the end
         bench(args, Path(tmp))
 
@@ -113,10 +145,13 @@ def bench(args: argparse.Namespace, tmp: Path) -> None:
         prepare(photos, store, progress=False)
     # Plain YAML (seed is an interpolation there): also runs where Hydra/OmegaConf are not installed.
     defaults = yaml.safe_load((ROOT / "conf/data/_patches.yaml").read_text()) | {"seed": 0}
+    del defaults["degradation"]  # an interpolation of the run's degradation; the rows below pass their own
     paths = list_images(photos)
     print(f"photos {photos} ({len(paths)}), store {store}, device {device}, torch threads {torch.get_num_threads()}")
-    loader = f"batch_size {defaults['batch_size']}, num_workers {defaults['num_workers']}, cut_mb {defaults['cut_mb']}"
-    print(f"defaults: {loader}; median of {args.repeats} x {args.seconds:g} s")
+    loader = f"scale {defaults['scale']}, batch_size {defaults['batch_size']}, num_workers {defaults['num_workers']}"
+    loader += f", cut_mb {defaults['cut_mb']}"
+    print(f"defaults: {loader}; median of {args.repeats} x {args.seconds:g} s, {args.clock} clock")
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     print(f"{'path':<32}" + "".join(f"{f'{p}x{p} patches/s':>20}" for p in args.patch_sizes))
     rows = {
         "per-sample JPEG decode": lambda p: decode_baseline(paths, p),
@@ -126,12 +161,15 @@ def bench(args: argparse.Namespace, tmp: Path) -> None:
         # Bind b now: each row builds its module with its own batch size.
         name = f"on-device ({device.type}), batch {b}"
         rows[name] = lambda p, b=b: device_crops(store, defaults | {"batch_size": b}, p, device)
+    for deg in args.degradations:
+        for w in args.workers if args.clock == "wall" else [0]:
+            rows[f"store + {deg}, {w} workers"] = lambda p, deg=deg, w=w: degraded_loader(store, defaults, p, deg, w)
     for name, make in rows.items():
         cells = []
         for p in args.patch_sizes:
             step = make(p)
             seconds = args.seconds / 3 if name.startswith("per-sample") else args.seconds
-            cells.append(statistics.median(rate(step, seconds, device) for _ in range(args.repeats)))
+            cells.append(statistics.median(rate(step, seconds, device, clock) for _ in range(args.repeats)))
         print(f"{name:<32}" + "".join(f"{c:>20,.0f}" for c in cells), flush=True)
 
 

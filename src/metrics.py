@@ -1,4 +1,4 @@
-"""The SR literature's evaluation protocol: 8-bit output, BT.601 luma, ``scale`` pixels shaved.
+"""The SR literature's evaluation protocol: 8-bit output, BT.601 luma, ``scale`` pixels shaved (none at scale 1).
 
 PSNR (peak 255) and SSIM (11x11 Gaussian, sigma 1.5, filtered 'valid' as MATLAB's ``ssim``), per
 image, averaged over images. Training's val/test metrics (``y_metrics``) and ``src.evaluate`` share
@@ -37,6 +37,12 @@ def to_int(img: torch.Tensor, bits: int = 8) -> np.ndarray:
     top = 255 if bits == 8 else 65535
     arr = img.detach().float().clamp(0, 1).mul(top).round().permute(1, 2, 0).cpu().numpy()
     return arr.astype(np.uint8 if bits == 8 else np.uint16)
+
+
+def border(scale: int) -> int:
+    """Pixels shaved from each side before scoring: ``scale`` for SR (the published protocol); none for a
+    denoiser (scale 1), whose output has no upscaling border, as denoising benchmarks score it."""
+    return scale if scale > 1 else 0
 
 
 def shave(img: torch.Tensor, border: int) -> torch.Tensor:

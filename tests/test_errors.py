@@ -21,7 +21,7 @@ def test_unknown_model_lists_the_choices(tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "needle"),
     [
-        (["data.scale=5"], "data.scale=5: must be one of 2, 3, 4"),
+        (["data.scale=5"], "data.scale=5: must be one of 1, 2, 3, 4"),
         (["data.scale=3", "data.patch_size=64"], "data.patch_size=64: must be a multiple of data.scale=3"),
         (["model=waifu2x", "data.patch_size=16"], "data.patch_size=16: too small for waifu2x"),
         (["model.loss=huber"], "model.loss=huber: must be one of mse, l1"),

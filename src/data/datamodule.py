@@ -1,7 +1,9 @@
 """SRDataModule: decoded photos -> uint8 HR patch batches (train) and whole images (val/test).
 
-The loaders only slice uint8 arrays; LR images are made from HR batches on the training device
-(see ``src/degrade.py``), so the data path stays cheap whatever the net or the scale.
+With the default bicubic degradation the loaders only slice uint8 arrays; LR images are made from HR
+batches on the training device (see ``src/degrade/__init__.py``), so the data path stays cheap whatever
+the net or the scale. A degradation that needs the CPU (JPEG, noise, the real-photo chain) runs in the
+loaders instead: each batch or image is then the pair ``(HR, LR)``, both uint8.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from src.data.prepare import prepare
 from src.data.sample import sample_splits
 from src.data.splits import SPLITS, assign_splits, folder_images
 from src.data.store import open_store
+from src.degrade.degradations import Degradation
+from src.degrade.draws import TEST, VAL
 from src.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -39,7 +43,9 @@ class SRDataModule(pl.LightningDataModule):
         eval_crop: centre-crop val/test images to this side (``None``: whole images).
         num_workers: loader processes for training batches (0: in the training process).
         cut_mb: training batches are cut ahead in runs of this many MB (see ``PatchBatches``).
-        seed: base of every random crop, so runs with the same seed see the same patches.
+        seed: base of every random crop and degradation draw, so runs with the same seed see the same patches.
+        degradation: how LR images are made (``conf/degradation/``); ``None`` or one with ``on_device``
+            (bicubic): on the training device, by ``SRModule``; any other: in the loaders, on the CPU.
     """
 
     def __init__(
@@ -53,6 +59,7 @@ class SRDataModule(pl.LightningDataModule):
         num_workers: int,
         cut_mb: float,
         seed: int,
+        degradation: Degradation | None = None,
     ) -> None:
         super().__init__()
         self.splits = {k: [Path(p) for p in v] for k, v in splits.items()}
@@ -64,6 +71,7 @@ class SRDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.cut_mb = cut_mb
         self.seed = seed
+        self.degradation = degradation
         self.images: dict[str, list] = {}
         self._resume_at: tuple[int, int] | None = None
         self.names: dict[str, list[str]] = {}
@@ -120,6 +128,11 @@ class SRDataModule(pl.LightningDataModule):
         module.images = dict(open_store(path, min_sizes))
         module.names = {split: images.names for split, images in module.images.items()}
         if on_device:
+            if module.degradation is not None and not module.degradation.on_device:
+                raise ConfigError(
+                    f"data.on_device=true: crops are cut on the training device, but degradation={module.degradation.name} "
+                    "runs on the CPU in the loader; use data.on_device=false"
+                )
             module.device_crops = DeviceCrops(module.images["train"], module.patch_size)
         return module
 
@@ -157,6 +170,8 @@ class SRDataModule(pl.LightningDataModule):
             self.seed,
             shard=(rank, world),
             cut_bytes=int(self.cut_mb * 2**20),
+            degradation=self.degradation,
+            scale=self.scale,
         )
         return DataLoader(
             ds,
@@ -196,11 +211,12 @@ class SRDataModule(pl.LightningDataModule):
         if state:
             self._resume_at = (state["epoch"], state["batches_done"])
 
-    def _eval_loader(self, split: str) -> DataLoader:
-        return DataLoader(EvalImages(self.images[split], self.scale, self.eval_crop), batch_size=1)
+    def _eval_loader(self, split: str, stream: int) -> DataLoader:
+        images = EvalImages(self.images[split], self.scale, self.eval_crop, self.degradation, self.seed, stream)
+        return DataLoader(images, batch_size=1)
 
     def val_dataloader(self) -> DataLoader:
-        return self._eval_loader("val")
+        return self._eval_loader("val", VAL)
 
     def test_dataloader(self) -> DataLoader:
-        return self._eval_loader("test")
+        return self._eval_loader("test", TEST)

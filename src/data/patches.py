@@ -11,6 +11,8 @@ from torch.utils.data import Dataset, Sampler, get_worker_info
 from src.data import pages
 from src.data.crops import BatchCropper, CropPlans, FlatImages
 from src.data.store import StoreImages
+from src.degrade.degradations import Degradation
+from src.degrade.draws import TRAIN, rng_for
 
 
 class PatchBatches(Dataset):
@@ -30,6 +32,10 @@ class PatchBatches(Dataset):
     never past the epoch's end; from a store, no more than ``CUT_MAP_BYTES`` of estimated mapping, so
     its page release keeps pace), with ``BatchCropper.crops_many``; items are views of that cut. The
     values do not depend on it.
+
+    ``degradation``: one that runs in the loader (``on_device`` false) makes item ``k`` the pair
+    ``(HR, LR)``, the LR made here, on the CPU, at ``scale``; each patch draws from a generator keyed by
+    (seed, k, its crop), so the LR is as much a pure function of (seed, k) as the crops.
     """
 
     def __init__(
@@ -41,7 +47,11 @@ class PatchBatches(Dataset):
         seed: int,
         shard: tuple[int, int] = (0, 1),
         cut_bytes: int = 0,
+        degradation: Degradation | None = None,
+        scale: int | None = None,
     ) -> None:
+        if degradation is not None and scale is None:
+            raise ValueError("PatchBatches: a degradation needs the scale")
         self.images = images if isinstance(images, FlatImages | StoreImages) else FlatImages(images)
         self.patch_size = patch_size
         self.plans = CropPlans(self.images.shapes, patch_size, patches_per_image, batch_size, seed, shard)
@@ -53,14 +63,23 @@ class PatchBatches(Dataset):
             self.batches_per_cut = max(1, min(self.batches_per_cut, pages.CUT_MAP_BYTES // mapped_per_batch))
         self._cropper: BatchCropper | None = None
         self._cut: dict[int, torch.Tensor] = {}  # batches cut ahead, not yet handed out
+        self.degradation = degradation if degradation is not None and not degradation.on_device else None
+        self.scale = scale
+        self.seed = seed
 
     def __len__(self) -> int:
         return self.batches_per_epoch
 
-    def __getitem__(self, k: int) -> torch.Tensor:
+    def __getitem__(self, k: int) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         if k not in self._cut:
             self._cut = self._cut_ahead(k)
-        return self._cut.pop(k)
+        hr = self._cut.pop(k)
+        if self.degradation is None:
+            return hr
+        # Keyed by the crop (image, y, x, flip) rather than the place in the batch: under DDP a patch
+        # gets the same LR whichever rank cuts it.
+        rngs = [rng_for(self.seed, TRAIN, k, *row) for row in self.plans[k].where.tolist()]
+        return hr, self.degradation.lr_batch(hr, self.scale, rngs)
 
     def _cut_ahead(self, k: int) -> dict[int, torch.Tensor]:
         if self._cropper is None:  # built where the crops are cut: a loader worker or the training process
@@ -103,17 +122,31 @@ class EpochBatchSampler(Sampler[int]):
 
 
 class EvalImages(Dataset):
-    """Whole images (or a centre crop of ``crop`` px), trimmed to a multiple of ``scale``."""
+    """Whole images (or a centre crop of ``crop`` px), trimmed to a multiple of ``scale``.
 
-    def __init__(self, images: list[np.ndarray], scale: int, crop: int | None = None) -> None:
+    ``degradation``: one that runs in the loader makes item ``i`` the pair ``(HR, LR)``, the LR drawn
+    from a generator keyed by (seed, stream, i): the same images every epoch, run and resume.
+    """
+
+    def __init__(
+        self,
+        images: list[np.ndarray],
+        scale: int,
+        crop: int | None = None,
+        degradation: Degradation | None = None,
+        seed: int = 0,
+        stream: int = 0,
+    ) -> None:
         self.images = images
         self.scale = scale
         self.crop = crop
+        self.degradation = degradation if degradation is not None and not degradation.on_device else None
+        self.key = (seed, stream)
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, i: int) -> torch.Tensor:
+    def __getitem__(self, i: int) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         img = self.images[i]
         h, w = img.shape[:2]
         if self.crop:
@@ -121,5 +154,7 @@ class EvalImages(Dataset):
             y, x = max(0, (h - c) // 2), max(0, (w - c) // 2)
             img = img[y : y + c, x : x + c]
             h, w = img.shape[:2]
-        img = img[: h - h % self.scale, : w - w % self.scale]
-        return torch.from_numpy(np.ascontiguousarray(img))
+        hr = torch.from_numpy(np.ascontiguousarray(img[: h - h % self.scale, : w - w % self.scale]))
+        if self.degradation is None:
+            return hr
+        return hr, self.degradation.lr_batch(hr[None], self.scale, [rng_for(*self.key, i)])[0]

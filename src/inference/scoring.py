@@ -3,12 +3,18 @@
 The protocol (``../shared/README.md``): HR cropped to a multiple of the scale, LR by MATLAB-style
 bicubic ``imresize`` with uint8 rounding, output quantised to 8 bits, BT.601 luma (gray images: their
 gray values), ``scale`` px shaved, PSNR with peak 255, SSIM with an 11x11 Gaussian window (sigma 1.5)
-filtered 'valid' as MATLAB's ``ssim`` does. Two bicubic columns:
+filtered 'valid' as MATLAB's ``ssim`` does (scale 1, a denoiser: nothing shaved). Two bicubic columns:
 
 - ``bicubic``: bicubic upscaling of the very LR image the model gets (RGB, as trained): the model's gain.
 - ``ref_bicubic``: the published bicubic row's own recipe (SRCNN/VDSR code): luma of the uint8 HR image,
   rounded, then down- and up-scaled as a double image, rounded to uint8. It reproduces the published
   Set5/Set14 numbers within 0.01 dB / 0.001 SSIM; the RGB recipe lands up to 0.015 dB higher.
+
+With a degradation (``degradation=jpeg degradation.quality=50``) the LR is the bicubic LR, then
+degraded on the CPU (JPEG by Pillow, 4:2:0, no optimize/progressive; or noise), or the real-photo
+chain from the HR image, each image drawing from its own seeded generator. ``psnr_y`` and ``bicubic``
+then read that degraded LR, and ``clean_bicubic`` is bicubic from the clean LR (the usual baseline).
+At scale 1 the reference and clean bicubic columns are left out (they would compare an image with itself).
 """
 
 from __future__ import annotations
@@ -22,14 +28,19 @@ import torch
 
 from src.data.images import ImageError, list_images, load_rgb
 from src.degrade import downscale, imresize, upsample
+from src.degrade.degradations import AfterBicubic, Degradation
+from src.degrade.draws import EVALUATE, rng_for
 from src.errors import DataError
 from src.inference.checkpoint import LoadedModel
 from src.inference.tiling import DEFAULT_TILE, auto_tile, upscale_tensor
-from src.metrics import psnr, quantize, shave, ssim_valid, to_y
+from src.metrics import border, psnr, quantize, shave, ssim_valid, to_y
 
 log = logging.getLogger(__name__)
 
-METRICS = ("psnr_y", "ssim_y", "bicubic_psnr_y", "bicubic_ssim_y", "ref_bicubic_psnr_y", "ref_bicubic_ssim_y")
+METRICS = (
+    "psnr_y", "ssim_y", "bicubic_psnr_y", "bicubic_ssim_y", "clean_bicubic_psnr_y", "clean_bicubic_ssim_y",
+    "ref_bicubic_psnr_y", "ref_bicubic_ssim_y",
+)  # fmt: skip
 
 
 # --- the protocol ---------------------------------------------------------------------------------
@@ -45,7 +56,7 @@ def modcrop(hr: torch.Tensor, scale: int) -> torch.Tensor:
 
 def scores(pred: torch.Tensor, target: torch.Tensor, scale: int) -> tuple[float, float]:
     """PSNR-Y / SSIM-Y of two images in [0, 1] (quantised to 8 bits first, as a saved result would be)."""
-    a, b = shave(to_y(quantize(pred.double())), scale), shave(to_y(quantize(target.double())), scale)
+    a, b = shave(to_y(quantize(pred.double())), border(scale)), shave(to_y(quantize(target.double())), border(scale))
     return psnr(a, b), ssim_valid(a, b)
 
 
@@ -80,6 +91,26 @@ def super_resolve(
     return sr.mean(1, keepdim=True) if gray else sr
 
 
+def _uint8(img: torch.Tensor) -> np.ndarray:
+    """``(1, C, H, W)`` in [0, 1], on the 8-bit grid -> ``(H, W, C)`` uint8."""
+    return img[0].permute(1, 2, 0).mul(255).round().to(torch.uint8).numpy()
+
+
+def degraded_lr(
+    hr: torch.Tensor, scale: int, degradation: Degradation | None, rng: np.random.Generator | None
+) -> torch.Tensor:
+    """The LR image of a modcropped HR image ``(1, C, H, W)`` in [0, 1] (float64): MATLAB bicubic, then the
+    degradation (``None`` or bicubic: none), drawing from ``rng``."""
+    lr = downscale(hr, scale)
+    if degradation is None or degradation.on_device:
+        return lr
+    if isinstance(degradation, AfterBicubic):  # damage the very LR image the clean columns score
+        out = degradation.damage(_uint8(lr), rng)
+    else:
+        out = degradation.lr(_uint8(hr), scale, rng)
+    return torch.from_numpy(out).permute(2, 0, 1)[None].double() / 255
+
+
 def score_image(
     hr_uint8: np.ndarray,
     scale: int,
@@ -87,12 +118,20 @@ def score_image(
     tile: Tile = DEFAULT_TILE,
     device: torch.device | None = None,
     precision: str = "fp32",
+    degradation: Degradation | None = None,
+    rng: np.random.Generator | None = None,
 ) -> dict[str, float]:
-    """All metrics of one HR image ``(H, W, C)`` uint8: model (if any), bicubic of the same LR, reference bicubic."""
+    """All metrics of one HR image ``(H, W, C)`` uint8: model (if any), bicubic of the same LR, reference bicubic;
+    with a degradation (drawing from ``rng``) the LR is degraded and bicubic from the clean LR joins them."""
     hr = modcrop(torch.from_numpy(hr_uint8).permute(2, 0, 1)[None].double() / 255, scale)
-    lr = downscale(hr, scale)
+    lr = degraded_lr(hr, scale, degradation, rng)
     row = dict(zip(("bicubic_psnr_y", "bicubic_ssim_y"), scores(upsample(lr, scale, "bicubic"), hr, scale), strict=True))
-    row.update(zip(("ref_bicubic_psnr_y", "ref_bicubic_ssim_y"), reference_bicubic(hr, scale), strict=True))
+    degraded = degradation is not None and not degradation.on_device
+    if degraded and scale > 1:
+        clean = upsample(downscale(hr, scale), scale, "bicubic")
+        row.update(zip(("clean_bicubic_psnr_y", "clean_bicubic_ssim_y"), scores(clean, hr, scale), strict=True))
+    if scale > 1:
+        row.update(zip(("ref_bicubic_psnr_y", "ref_bicubic_ssim_y"), reference_bicubic(hr, scale), strict=True))
     if model is not None:
         sr = super_resolve(model, lr.float(), tile, device=device, precision=precision)
         row.update(zip(("psnr_y", "ssim_y"), scores(sr, hr, scale), strict=True))
@@ -107,13 +146,17 @@ def evaluate_folders(
     tile: Tile,
     device: torch.device | None = None,
     precision: str = "fp32",
+    degradation: Degradation | None = None,
+    seed: int = 0,
 ) -> list[dict[str, Any]]:
+    """Score every image of each folder; a degradation draws per image from a generator keyed by
+    (seed, folder, image), so a set's degraded LR images are the same on every run."""
     rows: list[dict[str, Any]] = []
-    for root in roots:
+    for set_index, root in enumerate(roots):
         paths = list_images(root)
         if not paths:
             raise DataError(f"data.root={root}: no images found")
-        for p in paths:
+        for image_index, p in enumerate(paths):
             try:
                 hr = read_hr(p)
             except ImageError as e:
@@ -122,7 +165,8 @@ def evaluate_folders(
             if min(hr.shape[:2]) < 2 * scale + 11:  # after shaving, SSIM needs one 11x11 window
                 log.warning("skipping %s: %dx%d px is too small for x%d", p, hr.shape[1], hr.shape[0], scale)
                 continue
-            scores = score_image(hr, scale, model, tile, device, precision)
+            rng = rng_for(seed, EVALUATE, set_index, image_index)
+            scores = score_image(hr, scale, model, tile, device, precision, degradation, rng)
             row = {"set": Path(root).name, "image": p.stem, "scale": scale, **scores}
             log.info("%s/%s: %s", row["set"], row["image"], ", ".join(f"{k}={row[k]:.4f}" for k in METRICS if k in row))
             rows.append(row)

@@ -24,7 +24,8 @@ from src.report.plots import plot_losses, plot_pareto, plot_snapshots
 from src.report.runs import Run, device_slots, find_runs
 
 COLUMNS = [
-    ("model", "model"), ("status", "status"), ("train_loss", "final train loss"), ("val_loss", "final val loss"),
+    ("model", "model"), ("status", "status"), ("degradation", "LR degradation"), ("train_loss", "final train loss"),
+    ("val_loss", "final val loss"),
     ("test_loss", "best test loss"), ("fit_seconds", "training time (s)"), ("params", "params"),
     ("macs_per_pixel", "MACs/output px"), ("patches_per_second", "patches/s"), ("psnr_y", "PSNR-Y"), ("ssim_y", "SSIM-Y"),
     ("gain_db", "gain over bicubic (dB)"), ("where", "device"), ("shared_with", "timing shared device with"),
@@ -34,7 +35,7 @@ COLUMNS = [
 def _row(run: Run) -> dict[str, object]:
     s = run.summary
     row = {key: s.get(key) for key, _ in COLUMNS}
-    row["model"], row["status"] = run.label, run.status
+    row["model"], row["status"], row["degradation"] = run.label, run.status, run.degradation
     launches = s.get("launches") or []
     row["where"] = ", ".join(sorted({f"{host} {dev}" for la in launches for host, dev in device_slots(la)})) or None
     row["shared_with"] = " ".join(run.shared_with) or None

@@ -22,6 +22,7 @@ class Run:
     epochs: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # metric -> [(epoch, value)]
     label: str = ""  # the model's name, or the job dir's where a sweep trains a model more than once
     shared_with: list[str] = field(default_factory=list)  # jobs whose training overlapped this one's on a device
+    degradation: str = "bicubic"  # how its LR images were made (summary.json's, or its config's name for a run without one)
 
 
 def find_runs(sweep_dir: Path) -> list[Run]:
@@ -29,17 +30,25 @@ def find_runs(sweep_dir: Path) -> list[Run]:
     runs = []
     for cfg_file in sorted(sweep_dir.glob("*/.hydra/config.yaml"), key=lambda p: _job_order(p.parent.parent.name)):
         run_dir = cfg_file.parent.parent
-        model = str(OmegaConf.load(cfg_file).model.name)
+        cfg = OmegaConf.load(cfg_file)
+        model = str(cfg.model.name)
         summary_file = run_dir / "summary.json"
         summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
         # No summary: the job was killed or is still running; a failed job writes status "failed".
         status = summary.get("status", "unfinished")
-        runs.append(Run(run_dir, model, status, summary, _epoch_metrics(run_dir / "metrics.csv")))
+        run = Run(run_dir, model, status, summary, _epoch_metrics(run_dir / "metrics.csv"))
+        run.degradation = summary.get("degradation") or _degradation_name(cfg)
+        runs.append(run)
     unique = len({r.model for r in runs}) == len(runs)
     for r in runs:
         r.label = r.model if unique else r.dir.name
     mark_shared_devices(runs)
     return runs
+
+
+def _degradation_name(cfg: Any) -> str:
+    target = OmegaConf.select(cfg, "degradation._target_")
+    return str(target).rsplit(".", 1)[-1].lower() if target else "bicubic"
 
 
 def device_slots(launch: dict[str, Any]) -> set[tuple[str, str]]:

@@ -13,12 +13,12 @@ from torch import nn
 from src import CONF_DIR
 from src.arch import contract
 from src.arch.pipeline import check_net
+from src.degrade.degradations import build_degradation
 from src.errors import ConfigError
 from src.safe_write import check_writable, unwritable_reason
 from src.training.sr_module import LOSSES
 
-SCALES = (2, 3, 4)
-
+SCALES = (1, 2, 3, 4)  # 1: a denoiser (JPEG or noise removal at the same size)
 
 
 def top_level_keys() -> set[str]:
@@ -43,6 +43,8 @@ def check_train_config(cfg: DictConfig) -> None:
         raise ConfigError(f"data.scale={scale}: must be one of {', '.join(map(str, SCALES))}")
     if patch % scale:
         raise ConfigError(f"data.patch_size={patch}: must be a multiple of data.scale={scale}")
+    if cfg.get("degradation") is not None:  # a run dir from before degradations were options has none: bicubic
+        build_degradation(cfg.degradation, scale, on_device=bool(cfg.data.get("on_device")), scale_option="data.scale")
     if cfg.model.loss not in LOSSES:
         raise ConfigError(f"model.loss={cfg.model.loss}: must be one of {', '.join(LOSSES)}")
     net = _build(cfg.model.net, scale)

@@ -1,4 +1,5 @@
-"""SRModule: trains and evaluates any of the nets on HR batches, degrading them on the device."""
+"""SRModule: trains and evaluates any of the nets on HR batches, degrading them on the device (bicubic)
+or taking the LR images the loader made (``degradation=jpeg|noise|real``)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,14 @@ from src.arch import contract
 from src.arch.measure import macs_per_output_pixel
 from src.arch.pipeline import SRPipeline
 from src.degrade import downscale, to_float, upsample
-from src.metrics import y_inputs, y_metrics
+from src.metrics import border, y_inputs, y_metrics
 
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"mse": F.mse_loss, "l1": F.l1_loss}
+
+
+def _plain(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    # Plain containers: the checkpoint stays loadable with torch.load(weights_only=True).
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
 
 
 class SRModule(pl.LightningModule):
@@ -32,6 +38,8 @@ class SRModule(pl.LightningModule):
         compile: ``torch.compile`` the net.
         optimizer: partial optimizer, called with the parameters.
         scheduler: partial LR schedule, called with the optimizer and the run's total steps; stepped per step.
+        degradation: the run's degradation config (``conf/degradation/``), kept in the checkpoint so a
+            model file can say what LR it was trained on; batches bring their LR when it is not bicubic.
     """
 
     def __init__(
@@ -44,10 +52,14 @@ class SRModule(pl.LightningModule):
         compile: bool,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., Any] | None = None,
+        degradation: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        net = OmegaConf.to_container(net, resolve=True) if isinstance(net, DictConfig) else dict(net)
-        self.save_hyperparameters({"name": name, "net": net, "scale": scale, "loss": loss})
+        net = _plain(net)
+        hparams = {"name": name, "net": net, "scale": scale, "loss": loss}
+        if degradation is not None:
+            hparams["degradation"] = _plain(degradation)
+        self.save_hyperparameters(hparams)
         self.net = contract.build_net(net, scale)
         self.scale = scale
         # Shares self.net, held outside the module tree so checkpoints keep the net's weights under `net.`.
@@ -74,11 +86,15 @@ class SRModule(pl.LightningModule):
             self.net.compile()
 
     # --- the data path: uint8 HR -> (net input, HR target), on the device, outside autocast ---
-    def degrade(self, batch: torch.Tensor, with_bicubic: bool = True) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """uint8 NHWC HR batch -> (net input, bicubic upscale or None, HR), all float NCHW in [0, 1]."""
-        with torch.autocast(batch.device.type, enabled=False):
-            hr = to_float(batch)
-            lr = downscale(hr, self.scale)
+    def degrade(
+        self, batch: torch.Tensor | tuple[torch.Tensor, torch.Tensor], with_bicubic: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """uint8 NHWC HR batch, or (HR, LR) from the loader -> (net input, bicubic upscale or None, HR),
+        all float NCHW in [0, 1]. The bicubic upscale is of the LR the net reads (degraded or not)."""
+        hr_u8, lr_u8 = batch if isinstance(batch, (tuple, list)) else (batch, None)
+        with torch.autocast(hr_u8.device.type, enabled=False):
+            hr = to_float(hr_u8)
+            lr = downscale(hr, self.scale) if lr_u8 is None else to_float(lr_u8)
             x = self.pipeline.upsample(lr)
             bicubic = x if self.pipeline.mode == "bicubic" else upsample(lr, self.scale, "bicubic") if with_bicubic else None
         x = self.pipeline.net_input(x)
@@ -101,7 +117,7 @@ class SRModule(pl.LightningModule):
         self._loss_sum += loss.detach()
         self._loss_steps += 1
         if self.global_step % self.trainer.log_every_n_steps == 0:
-            self.log("train/loss_step", loss, prog_bar=True, batch_size=batch.shape[0])
+            self.log("train/loss_step", loss, prog_bar=True, batch_size=hr.shape[0])
         return loss
 
     def on_train_start(self) -> None:
@@ -121,10 +137,10 @@ class SRModule(pl.LightningModule):
         pred = self(x).float()
         self.log(f"{stage}/loss", self.loss_fn(pred, hr), batch_size=1, sync_dist=True)
         # SSIM's Gaussian filter is a conv: under bf16 autocast it would lose ~0.2 SSIM of accuracy.
-        with torch.autocast(batch.device.type, enabled=False):
-            metrics.update(*y_inputs(pred, hr, self.scale))
+        with torch.autocast(hr.device.type, enabled=False):
+            metrics.update(*y_inputs(pred, hr, border(self.scale)))
             if bicubic_metrics is not None:
-                bicubic_metrics.update(*y_inputs(bicubic, hr, self.scale))
+                bicubic_metrics.update(*y_inputs(bicubic, hr, border(self.scale)))
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         need_bicubic = not (self._val_bicubic_logged or self.trainer.sanity_checking)

@@ -10,6 +10,7 @@ from typing import Any
 import lightning.pytorch as pl
 from omegaconf import DictConfig
 
+from src.degrade.degradations import build_degradation
 from src.training.callbacks.fit_timer import FitTimer, device_name
 
 
@@ -27,11 +28,16 @@ def run_summary(
     timer: FitTimer | None,
     best: str,
 ) -> dict[str, Any]:
-    """What a finished run reports: its model, losses, test scores, time and where it ran."""
+    """What a finished run reports: its model, its LR's degradation, losses, test scores, time and where it ran."""
+    # A run dir from before degradations were options has none in its config: it trained on bicubic.
+    degradation = build_degradation(cfg.degradation, cfg.data.scale) if cfg.get("degradation") is not None else None
     summary = {
         "status": "completed",
         "model": cfg.model.name,
         "scale": cfg.data.scale,
+        # One string (W&B's run summary and the report take it as it is), and the options as config writes them.
+        "degradation": degradation.describe() if degradation else "bicubic",
+        "degradation_settings": {"name": degradation.name, **degradation.settings()} if degradation else {"name": "bicubic"},
         "params": model.params,
         "macs_per_pixel": model.macs_per_pixel,
         "epochs": trainer.current_epoch,
@@ -69,6 +75,7 @@ def format_summary(s: dict[str, Any]) -> str:
     gain = s["psnr_y"] - s["bicubic_psnr_y"]
     rows = [
         ("model", f"{s['model']} x{s['scale']} ({s['params']:,} params, {s['macs_per_pixel']:,} MACs/px)"),
+        ("LR degradation", s.get("degradation", "bicubic")),
         ("PSNR-Y test (dB)", f"{s['psnr_y']:.3f}  (bicubic {s['bicubic_psnr_y']:.3f}, gain {gain:+.3f})"),
         ("SSIM-Y test", f"{s['ssim_y']:.4f}  (bicubic {s['bicubic_ssim_y']:.4f})"),
         ("loss train / val / test", f"{s['train_loss']:.6f} / {s['val_loss']:.6f} / {s['test_loss']:.6f}"),

@@ -83,7 +83,8 @@ class FitTimer(pl.Callback):
         self._epoch_patches = 0
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:
-        self._epoch_patches += batch.shape[0] * trainer.world_size  # DDP: each rank holds a slice
+        hr = batch[0] if isinstance(batch, (tuple, list)) else batch  # (HR, LR) when the loader degrades
+        self._epoch_patches += hr.shape[0] * trainer.world_size  # DDP: each rank holds a slice
         if trainer.global_step % trainer.log_every_n_steps == 0:
             pl_module.log("time/train_s", self.train_s())
 

@@ -11,7 +11,10 @@ from lightning.pytorch.loggers import WandbLogger
 from PIL import Image
 
 from src.degrade import downscale
+from src.degrade.draws import VAL, rng_for
 from src.metrics import to_int
+
+SNAPSHOT = 2**31  # the snapshot crop's key among the val images' draws (their keys are image indices)
 
 
 class Snapshots(pl.Callback):
@@ -29,6 +32,7 @@ class Snapshots(pl.Callback):
         self.crop = crop
         self.epochs: set[int] = set()
         self._hr: torch.Tensor | None = None
+        self._lr: torch.Tensor | None = None  # the crop's LR when the loader degrades (not bicubic)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.epochs = {max(1, round(f * trainer.max_epochs)) for f in self.at_fractions}
@@ -37,6 +41,9 @@ class Snapshots(pl.Callback):
         c = min(self.crop, *img.shape[:2]) // scale * scale
         y, x = (img.shape[0] - c) // 2, (img.shape[1] - c) // 2
         self._hr = torch.from_numpy(np.ascontiguousarray(img[y : y + c, x : x + c]))[None]
+        degradation = getattr(trainer.datamodule, "degradation", None)
+        if degradation is not None and not degradation.on_device:
+            self._lr = degradation.lr_batch(self._hr, scale, [rng_for(trainer.datamodule.seed, VAL, SNAPSHOT)])
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch + 1
@@ -46,13 +53,14 @@ class Snapshots(pl.Callback):
         pl_module.eval()
         with torch.no_grad():
             batch = self._hr.to(pl_module.device)
-            x, _, hr = pl_module.degrade(batch)
+            x, _, hr = pl_module.degrade(batch if self._lr is None else (batch, self._lr.to(pl_module.device)))
             sr = pl_module(x)
         pl_module.train(was_training)
         self.dirpath.mkdir(parents=True, exist_ok=True)
         if not (self.dirpath / "hr.png").exists():
             Image.fromarray(to_int(hr[0])).save(self.dirpath / "hr.png")
-            Image.fromarray(to_int(downscale(hr.float(), pl_module.scale)[0])).save(self.dirpath / "lr.png")
+            lr = self._lr[0].numpy() if self._lr is not None else to_int(downscale(hr.float(), pl_module.scale)[0])
+            Image.fromarray(lr).save(self.dirpath / "lr.png")
         sr_img = to_int(sr[0])
         Image.fromarray(sr_img).save(self.dirpath / f"epoch_{epoch:03d}.png")
         for lg in trainer.loggers:

@@ -1,5 +1,9 @@
 """Image degradation and resizing on the device: HR -> LR -> pre-upsampled net input.
 
+This module is the bicubic degradation (the paper's, srlab's default). The other degradations
+(``degradation=jpeg|noise|real``) are in ``src.degrade.degradations``; they run on the CPU, in the
+data loader, from the single-image steps of ``src.degrade.steps``.
+
 Resizing follows MATLAB's ``imresize`` (bicubic, a = -0.5, antialiased when shrinking, edge pixels
 replicated), the protocol every published SR benchmark number uses. torch's bicubic uses a = -0.75
 and would put a systematic train/test mismatch between our LR images and the benchmarks' (a few
@@ -187,11 +191,15 @@ def to_float(hr_uint8: torch.Tensor) -> torch.Tensor:
 
 def downscale(hr: torch.Tensor, scale: int) -> torch.Tensor:
     """The LR image a camera at 1/scale resolution would store: antialiased bicubic, 8-bit."""
+    if scale == 1:  # a denoiser's input: the image itself (imresize would multiply by identity matrices)
+        return hr.clone()
     return imresize(hr, 1 / scale, round_uint8=True)
 
 
 def upsample(lr: torch.Tensor, scale: int, mode: str) -> torch.Tensor:
     """Pre-upsample an LR batch to the HR size, as the nets expect their input."""
+    if scale == 1:
+        return lr.clone()
     if mode == "nearest":
         return F.interpolate(lr, scale_factor=scale, mode="nearest")
     return imresize(lr, scale).clamp_(0, 1)
