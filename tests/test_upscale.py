@@ -15,6 +15,8 @@ import tifffile
 import torch
 from PIL import Image
 
+import src.inference.checkpoint as checkpoint_module
+import src.inference.model_file as model_file_module
 import src.inference.upscale as upscale_module
 from src.devices import default_precision, describe
 from src.inference.checkpoint import BUNDLED_DIR, load_checkpoint
@@ -455,9 +457,6 @@ def test_skip_existing_reruns_the_bad_image_battery(tmp_path, capsys):
 
 
 def _bundled(tmp_path: Path, monkeypatch, ckpt: Path) -> Path:
-    import src.inference.checkpoint as checkpoint_module
-    import src.inference.model_file as model_file_module
-
     folder = tmp_path / "pretrained"
     folder.mkdir()
     torch.save(model_file_module.pack(torch.load(ckpt, weights_only=True), {"data": "tiny"}, fp16=False), folder / "tiny_x2.pt")
@@ -478,14 +477,27 @@ def test_bundled_model_by_name_and_scale(tmp_path, ckpt, capsys, monkeypatch):
     assert (tmp_path / "m.png").read_bytes() == c == (tmp_path / "m2.png").read_bytes()  # the same net
     for bad, says in [
         (["--model", "tiny", "--scale", "3"], ("tiny x3", "no such bundled model", "bundled: tiny x2")),
-        (["--model", "tiny", "--ckpt", str(ckpt)], ("--ckpt", "--model", "give one of them, not both", "bundled: tiny x2")),
+        (["--model", "tiny", "--ckpt", str(ckpt)], ("--ckpt", "--model", "give one of them, not both")),
         (["--ckpt", str(ckpt), "--scale", "4"], (str(ckpt), "x2 model, not x4")),
-        ([], ("--ckpt <checkpoint or model file> or --model <name> [--scale N]: give one", "bundled: tiny x2")),
+        (["--scale", "3"], ("--scale 3: no bundled model at x3", "bundled: tiny x2")),
     ]:
         assert main([*run, str(tmp_path / "x.png"), *bad]) == 2
         err = _error_lines(capsys.readouterr().err)
         assert len(err) == 1 and all(part in err[0] for part in says), err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_without_a_model_the_best_bundled_one_at_the_scale_runs(tmp_path, ckpt, capsys, monkeypatch):
+    folder = _bundled(tmp_path, monkeypatch, ckpt)
+    other = make_ckpt(tmp_path / "other.ckpt", seed=1)
+    for name, val in [("weak", 20.0), ("strong", 30.0)]:  # by the validation PSNR-Y on their cards
+        pack = model_file_module.pack(torch.load(other, weights_only=True), {"val_psnr_y": val}, fp16=False)
+        torch.save(pack | {"name": name}, folder / f"{name}_x2.pt")
+    _photos(tmp_path / "in", 1)
+    assert main([str(tmp_path / "in" / "p0.png"), "--out", str(tmp_path / "auto.png")]) == 0
+    assert "strong_x2.pt" in _error_lines(capsys.readouterr().err)[0]
+    assert main([str(tmp_path / "in" / "p0.png"), "--out", str(tmp_path / "named.png"), "--model", "strong"]) == 0
+    assert (tmp_path / "auto.png").read_bytes() == (tmp_path / "named.png").read_bytes()
 
 
 def test_help_names_the_model_options(capsys):

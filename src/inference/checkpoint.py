@@ -149,6 +149,18 @@ def bundled_models() -> list[str]:
     return [p.stem.replace("_x", " x") for p in sorted(BUNDLED_DIR.glob("*_x*.pt"))]
 
 
+def best_bundled(scale: int) -> str:
+    """The bundled model at ``scale`` with the highest validation PSNR-Y on its card (all bundled models
+    trained on the same photos with the same split, so their validation images are the same)."""
+    scores = {}
+    for path in sorted(BUNDLED_DIR.glob(f"*_x{scale}.pt")):
+        card = load_pickle(path, mmap=True).get("card") or {}
+        scores[path.stem.removesuffix(f"_x{scale}")] = float(card.get("val_psnr_y", float("-inf")))
+    if not scores:
+        raise CheckpointError(f"--scale {scale}: no bundled model at x{scale} (bundled: {', '.join(bundled_models()) or 'none'})")
+    return max(scores, key=scores.__getitem__)
+
+
 def load_model(ckpt: str | os.PathLike | None, model: str | None = None, scale: int | None = None) -> LoadedModel:
     """The net of a checkpoint or model file (``ckpt``), or a bundled model (``model`` at ``scale``, default 2)."""
     bundled = f"bundled: {', '.join(bundled_models()) or 'none'}"

@@ -1,7 +1,8 @@
 """Upscale photos with a trained checkpoint, a model file or a bundled model, by the model's scale.
 
     python -m src.upscale photo.jpg --ckpt model.ckpt --out out/               # out/photo_x2.jpg
-    python -m src.upscale photos/ --model cnn_small --scale 2 --out out/       # a bundled model (src/pretrained/)
+    python -m src.upscale photos/ --scale 3 --out out/                         # the best bundled model at x3
+    python -m src.upscale photos/ --model cnn_small --scale 2 --out out/       # a bundled model by name (src/pretrained/)
     python -m src.upscale photos/ --ckpt model.pt --out out/ --ext .png --suffix _hd --skip-existing
     python -m src.upscale photo.png --ckpt model.ckpt --out big.webp --tta     # format from the suffix; 8-fold ensemble
     python -m src.upscale huge.tif --ckpt model.ckpt --out out/ --device cuda --precision fp16 --max-pixels 400000000
@@ -47,7 +48,7 @@ from src.data.images import IMAGE_SUFFIXES, ImageError
 from src.degrade import imresize
 from src.devices import describe, resolve_precision, select_device
 from src.errors import ConfigError, OutputError, SrlabError
-from src.inference.checkpoint import LoadedModel, load_model
+from src.inference.checkpoint import LoadedModel, best_bundled, load_model
 from src.inference.memory import after_photo
 from src.inference.outputs import check_outputs, collect, destination
 from src.inference.photos import Photo, read_photo, write_photo
@@ -114,17 +115,14 @@ def _rate(n: int, seconds: float) -> str:
 
 
 def _run(args: argparse.Namespace, ext: str | None) -> int:
-    if (args.ckpt is None) == (args.model is None):  # load_model refuses these too, in words for any entry point
-        from src.inference.checkpoint import bundled_models
-
-        have = f"bundled: {', '.join(bundled_models()) or 'none'}"
-        what = "give one of them, not both" if args.ckpt else "give one"
-        print(f"error: --ckpt <checkpoint or model file> or --model <name> [--scale N]: {what} ({have})", file=sys.stderr)
+    if args.ckpt is not None and args.model is not None:  # load_model refuses it too, in words for any entry point
+        print(f"error: --ckpt {args.ckpt} and --model {args.model}: give one of them, not both", file=sys.stderr)
         return 2
     try:
         device = select_device(args.device)
         precision = resolve_precision(args.precision, device)
-        model = load_model(args.ckpt, args.model, args.scale)
+        name = args.model if args.ckpt or args.model else best_bundled(args.scale or 2)
+        model = load_model(args.ckpt, name, args.scale)
         precision = _net_precision(model, precision, asked=args.precision)
         files = collect(args.inputs)
     except SrlabError as e:

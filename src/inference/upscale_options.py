@@ -41,8 +41,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = _Parser(prog="python -m src.upscale", description="Upscale photos with a trained srlab model.")
     p.add_argument("inputs", nargs="+", type=Path, help="image files and/or folders of images")
     p.add_argument("--ckpt", type=Path, help="a checkpoint written by src.train or a model file (python -m src.model_file)")
-    p.add_argument("--model", help="instead of --ckpt: a bundled model, e.g. cnn_deep (src/pretrained/<name>_x<scale>.pt)")
-    p.add_argument("--scale", type=int, help="with --model: its scale (default 2); with --ckpt: the scale it must have")
+    p.add_argument(
+        "--model",
+        help="instead of --ckpt: a bundled model, e.g. cnn_deep (src/pretrained/<name>_x<scale>.pt); neither: the best "
+        "bundled model at --scale (by validation PSNR-Y)",
+    )
+    p.add_argument("--scale", type=int, help="a bundled model's scale (default 2); with --ckpt: the scale it must have")
     p.add_argument("--out", required=True, type=Path, help="output folder (or an output file name for one input)")
     p.add_argument("--ext", help="output format for every file, e.g. .png (default: the input's)")
     p.add_argument(
