@@ -155,12 +155,12 @@ def test_fine_tune_published_compact_resumes_bitwise_and_exports_for_spandrel(tm
 
 
 def test_srlab_compact_exports_to_a_file_spandrel_reads_as_compact(tmp_path, photos):
-    run = tmp_path / "run"
-    done = run_train(run, "debug=fast", "model=compact", "model.net.num_conv=2", "model.net.num_feat=8", "data.scale=3",
+    run_dir = tmp_path / "run"
+    done = run_train(run_dir, "debug=fast", "model=compact", "model.net.num_conv=2", "model.net.num_feat=8", "data.scale=3",
                      "data=folder", f"data.root={photos}")  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     out = tmp_path / "compact.safetensors"
-    ckpt = run / "checkpoints" / "last.ckpt"
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
     exp = run("src.export", "--ckpt", str(ckpt), "--format", "safetensors", "--out", str(out))
     assert exp.returncode == 0, exp.stderr[-2000:]
     desc = spandrel.ModelLoader().load_from_file(out)
