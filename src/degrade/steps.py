@@ -21,7 +21,8 @@ def _pil(img: np.ndarray) -> Image.Image:
 
 
 def _array(im: Image.Image, channels: int) -> np.ndarray:
-    arr = np.array(im.convert("L" if channels == 1 else "RGB"))  # writable: torch.from_numpy takes it as is
+    mode = "L" if channels == 1 else "RGB"
+    arr = np.array(im if im.mode == mode else im.convert(mode))  # a writable copy: torch.from_numpy takes it as is
     return arr[..., None] if channels == 1 else arr
 
 
