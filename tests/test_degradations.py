@@ -277,3 +277,36 @@ def test_constructors_name_the_option():
         Noise(1, 0, 1.5)
     with pytest.raises(ConfigError, match=r"^degradation.blur=\[2, 1\]: a range \[lo, hi\] needs lo <= hi"):
         Real([2, 1], 1, 0, 0, 0, 90, "4:2:0", 0)
+
+
+# --- the report and the panel carry the degradation -----------------------------------------------
+def test_sweep_report_names_each_runs_degradation(tmp_path):
+    from src.report.report import write_tables
+    from src.report.runs import find_runs
+
+    for i, (target, summary) in enumerate([
+        ("src.degrade.degradations.JPEG", {"status": "completed", "degradation": "jpeg (quality 30-95, subsampling 4:2:0)"}),
+        ("src.degrade.degradations.Noise", None),  # killed before its summary: the name comes from its config
+    ]):  # fmt: skip
+        run = tmp_path / f"{i}_cnn_small"
+        (run / ".hydra").mkdir(parents=True)
+        OmegaConf.save({"model": {"name": "cnn_small"}, "degradation": {"_target_": target}}, run / ".hydra" / "config.yaml")
+        if summary:
+            (run / "summary.json").write_text(json.dumps(summary))
+    table = write_tables(find_runs(tmp_path), tmp_path)
+    assert "LR degradation" in table.splitlines()[0]
+    assert "| jpeg (quality 30-95, subsampling 4:2:0) |" in table and "| unfinished | noise |" in table
+
+
+def test_evaluate_panel_shows_the_degraded_lr(tmp_path):
+    from src.inference.checkpoint import load_checkpoint
+    from src.inference.evaluate import evaluate_image
+    from tests.test_checkpoint import make_ckpt
+
+    model = load_checkpoint(make_ckpt(tmp_path / "tiny.ckpt"))
+    photo = tmp_path / "p.png"
+    synthetic_photo((40, 30), seed=3).save(photo)
+    clean = evaluate_image(photo, model, truth=True, tile=8, tta=False, out_dir=tmp_path / "clean")
+    jpeg = evaluate_image(photo, model, True, 8, False, tmp_path / "jpeg", degradation=JPEG(10, "4:2:0"))
+    with Image.open(clean) as a, Image.open(jpeg) as b:
+        assert a.size == b.size and np.asarray(a).tobytes() != np.asarray(b).tobytes()
