@@ -18,7 +18,9 @@ def group_options(config_name: str, conf_dir: Path = CONF_DIR) -> dict[str, list
     """The config groups a primary config composes (its defaults list) -> the options each offers."""
     primary = OmegaConf.load(conf_dir / f"{config_name}.yaml")
     groups = [next(iter(d)).split("@")[0].lstrip("/") for d in primary.get("defaults", []) if isinstance(d, DictConfig)]
-    return {g: sorted(p.stem for p in (conf_dir / g).glob("*.yaml") if not p.stem.startswith("_")) for g in groups if "/" not in g}
+    return {
+        g: sorted(p.stem for p in (conf_dir / g).glob("*.yaml") if not p.stem.startswith("_")) for g in groups if "/" not in g
+    }
 
 
 def unknown_choice(config_name: str, overrides: list[str], conf_dir: Path = CONF_DIR) -> str | None:
