@@ -42,7 +42,7 @@ def pillow_jpeg(img: np.ndarray, quality: int) -> np.ndarray:
     """What any Pillow user gets: save at ``quality`` with 4:2:0 chroma (Pillow's subsampling=2), decode."""
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, "JPEG", quality=quality, subsampling=2)
-    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+    return np.array(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
 
 
 def datamodule(photo_dir: Path, seed: int, deg: object, **kwargs) -> SRDataModule:
