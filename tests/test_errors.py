@@ -28,6 +28,8 @@ def test_unknown_model_lists_the_choices(tmp_path):
         (["optimizer.lr=-1"], "optimizer.lr=-1: must be a positive number"),
         (["trainer.max_epochs=0"], "trainer.max_epochs=0: must be at least 1"),
         (["+foo=1"], "foo: not an option of src.train"),
+        (["data=folder"], "data.root: not set; give it on the command line (data.root=...)"),
+        (["model=file"], "model.net.path: not set; give it on the command line (model.net.path=...)"),
     ],
 )
 def test_bad_options_fail_before_any_work(tmp_path, overrides, needle):

@@ -74,6 +74,7 @@ def test_the_bundled_recipe_packs_and_fine_tuning_starts_from_its_weights(tmp_pa
     assert pack_res.returncode == 0, pack_res.stderr
     card = torch.load(tmp_path / "m.pt", weights_only=True)["card"]
     assert card["data"] == "photos" and card["recipe"]["steps"] == read_summary(base)["steps"]
+    assert card["degradation"]["_target_"].endswith(".Bicubic")  # the LR it was trained for
     tuned = tmp_path / "tuned"
     overrides = ("experiment=pretrained", f"data.root={photo_dir}", "model=cnn_small", "debug=fast")
     res = run_train(tuned, *overrides, f"init={tmp_path / 'm.pt'}", "optimizer.lr=1e-12", "scheduler=none")

@@ -93,6 +93,8 @@ def card_of(run_dir: Path) -> dict[str, Any]:
             "epochs": summary["epochs"], "steps": summary["steps"], "precision": summary["precision"], "seed": cfg.seed,
         },
         "budget": {"fit_seconds": summary["fit_seconds"], "device": summary["device"], "host": summary.get("host")},
+        # The LR it was trained for (None: a run from before degradations were options, bicubic).
+        "degradation": OmegaConf.to_container(cfg.degradation) if cfg.get("degradation") else None,
         "val_psnr_y": summary["val_psnr_y"],
         "params": summary["params"], "macs_per_pixel": summary["macs_per_pixel"],  # per output pixel, measured
     }  # fmt: skip

@@ -33,6 +33,11 @@ def _positive(value: Any) -> bool:
 
 
 def check_train_config(cfg: DictConfig) -> None:
+    # Checked first: Hydra would stop on a ??? value (data.root of data=folder, model.net.path of model=file)
+    # with a traceback, wherever it is first read.
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"{missing[0]}: not set; give it on the command line ({missing[0]}=...)")
     unknown = sorted(set(cfg) - top_level_keys())
     if unknown:
         raise ConfigError(
