@@ -22,11 +22,14 @@ SWEEP ?=
 EXPERIMENT ?= compare_models
 MODELS ?=
 # The bundled models (src/pretrained/): `make pretrained DATA=<folder of photos>` retrains each with the
-# recipe of conf/experiment/pretrained.yaml and packs it; their cards (docs/models.md) name T91 + BSD200.
-# model:scale:epochs: 20 where 2 fall short of the card's target (cnn_deep: the published FSRCNN/SRCNN
-# scores; cnn_small: +1.5 dB over bicubic), 2 where they reach it.
+# recipe of conf/experiment/pretrained.yaml (pretrained_<model>.yaml where a model has its own, then
+# pretrained_<model>_restart.yaml from its best weights where that exists) and packs it; their cards (docs/models.md) name T91 + BSD200.
+# model:scale:epochs:HR patch px:weights stored as. The paper's nets: 48 px patches, 20 epochs where 2 fall
+# short of the card's target (cnn_deep: the published FSRCNN/SRCNN scores; cnn_small: +1.5 dB over bicubic),
+# 2 where they reach it. EDSR baseline reads the LR image: 24 LR px patches, fp16 weights (half the size).
 DATA ?=
-PRETRAINED = cnn_deep:2:20 cnn_deep:3:20 cnn_deep:4:20 cnn_small:2:20 cnn_medium:2:2 waifu2x:2:2
+PRETRAINED = cnn_deep:2:20:48:fp32 cnn_deep:3:20:48:fp32 cnn_deep:4:20:48:fp32 cnn_small:2:20:48:fp32 \
+	cnn_medium:2:2:48:fp32 waifu2x:2:2:48:fp32 edsr_baseline:3:8:72:fp16 edsr_baseline:4:8:96:fp16
 
 # Published weights (spandrel, the [zoo] extra) live in their own venv: spandrel imports torchvision, and a
 # torchvision from the package index needs its own torch build, which pip would otherwise install over the
@@ -85,9 +88,14 @@ compare: install  ## open W&B's terminal dashboard (wandb leet) on the latest sw
 
 pretrained: install  ## retrain and pack the bundled models (DATA=<folder of photos>)
 	@test -n "$(DATA)" || { echo "error: give DATA=<folder of photos> (the bundled models trained on T91 + BSD200)" >&2; exit 2; }
-	@for spec in $(PRETRAINED); do m=$${spec%%:*}; se=$${spec#*:}; s=$${se%:*}; e=$${se#*:}; run=outputs/pretrained/$${m}_x$$s; \
-	  $(PY) -m src.train experiment=pretrained model=$$m data.scale=$$s trainer.max_epochs=$$e data.root=$(DATA) hydra.run.dir=$$run \
-	  && $(PY) -m src.model_file $$run --out src/pretrained/$${m}_x$$s.pt || exit 1; done
+	@for spec in $(PRETRAINED); do set -- $$(echo $$spec | tr : ' '); run=outputs/pretrained/$$1_x$$2; \
+	  exp=pretrained; [ -f conf/experiment/pretrained_$$1.yaml ] && exp=pretrained_$$1; \
+	  train="$(PY) -m src.train model=$$1 data.scale=$$2 trainer.max_epochs=$$3 data.patch_size=$$4 data.root=$(DATA)"; \
+	  $$train experiment=$$exp hydra.run.dir=$$run || exit 1; \
+	  if [ -f conf/experiment/$${exp}_restart.yaml ]; then \
+	    best=$$($(PY) -c "import json,sys; print(json.load(open(sys.argv[1]))['checkpoint'])" $$run/summary.json); \
+	    $$train experiment=$${exp}_restart init=$$best hydra.run.dir=$${run}_stage2 || exit 1; run=$${run}_stage2; fi; \
+	  $(PY) -m src.model_file $$run --out src/pretrained/$$1_x$$2.pt $$([ $$5 = fp16 ] && echo --fp16) || exit 1; done
 
 test: $(VENV)/.installed-dev $(VENV)/.installed-sweep $(VENV)/.installed-export $(VENV)/.installed-ray  ## run the test suite
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --ignore=tests/zoo $(ARGS)
