@@ -49,7 +49,7 @@ def test_model_choice_errors_are_one_line(tmp_path):
 
 
 def test_the_bundled_models_are_small():
-    assert sum(p.stat().st_size for p in BUNDLED) < 10 * 2**20
+    assert sum(p.stat().st_size for p in BUNDLED) < 20 * 2**20  # the package stays light: all files under 20 MB
 
 
 @pytest.mark.parametrize("path", BUNDLED, ids=[p.stem for p in BUNDLED])
