@@ -53,6 +53,15 @@ def photo_dir(tmp_path: Path) -> Path:
     return d
 
 
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    """A folder of 8 generated 64x64 PNG photos, shared by a module's tests."""
+    d = tmp_path_factory.mktemp("photos")
+    for i in range(8):
+        synthetic_photo((64, 64), seed=i).save(d / f"p{i}.png")
+    return d
+
+
 def run_train(run_dir: Path, *overrides: str, timeout: int = 300) -> subprocess.CompletedProcess:
     """``python -m src.train`` as a user runs it, writing into ``run_dir``."""
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}

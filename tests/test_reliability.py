@@ -12,21 +12,13 @@ import torch
 
 from src.errors import OutputError
 from src.training.checkpoint_io import AtomicCheckpointIO
-from tests.conftest import ROOT, read_summary, run_train, synthetic_photo
+from tests.conftest import ROOT, read_summary, run_train
 
 DETERMINISTIC = (
     "debug=fast", "trainer.limit_train_batches=null", "data.patches_per_image=8",
     "trainer.max_epochs=2", "trainer.precision=32-true", "trainer.deterministic=true",
     "callbacks.last_checkpoint.every_n_train_steps=4", "+callbacks.kill._target_=tests.crash.KillAtStep",
 )  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("photos")
-    for i in range(8):
-        synthetic_photo((64, 64), seed=i).save(d / f"p{i}.png")
-    return d
 
 
 def train_with_env(run_dir: Path, env: dict, *overrides: str) -> subprocess.CompletedProcess:

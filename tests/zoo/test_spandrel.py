@@ -123,14 +123,6 @@ def test_srlab_exports_are_not_mistaken_by_spandrel(tmp_path):
         assert type(load_checkpoint(out).net).__name__ == target.rsplit(".", 1)[1]  # srlab reads it by its header
 
 
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("photos")
-    for i in range(8):
-        synthetic_photo((64, 64), seed=i).save(d / f"p{i}.png")
-    return d
-
-
 def test_fine_tune_published_compact_resumes_bitwise_and_exports_for_spandrel(tmp_path, photos):
     path = published(tmp_path, "Compact", ".pth")
     args = (*DETERMINISTIC, "model=file", f"model.net.path={path}", "data.scale=4", "data=folder", f"data.root={photos}")
