@@ -244,6 +244,8 @@ def test_evaluate_with_jpeg_adds_bicubic_from_the_degraded_lr(tmp_path):
         (["degradation=noise", "degradation.gaussian=-2"], "degradation.gaussian=-2: must be at least 0"),
         (["degradation=blurry"], "degradation=blurry: no conf/degradation/blurry.yaml; the options: bicubic, jpeg, noise, real"),
         (["data.scale=1"], "data.scale=1 with degradation=bicubic"),
+        (["noise_level=3"], "noise_level=3: needs a degradation with noise (e.g. degradation=jpeg), not bicubic"),
+        (["degradation=jpeg", "noise_level=5"], "noise_level=5: must be one of 0, 1, 2, 3, or null"),
     ],
 )
 def test_bad_degradation_options_give_one_line(tmp_path, overrides, needle):

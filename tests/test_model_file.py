@@ -83,3 +83,13 @@ def test_the_bundled_recipe_packs_and_fine_tuning_starts_from_its_weights(tmp_pa
     assert read_summary(tuned)["psnr_y"] == pytest.approx(read_summary(base)["psnr_y"], abs=1e-3)
     res = run_train(tmp_path / "wrong", *overrides, "model=cnn_deep", f"init={tmp_path / 'm.pt'}")
     assert res.returncode == 2 and "holds cnn_small x2, not cnn_deep x2" in res.stderr
+    # The noise recipe: a 1x JPEG remover from the x2 weights (a pre-upsampling net's weights fit any scale).
+    denoise = tmp_path / "denoise"
+    res = run_train(denoise, "experiment=pretrained_noise3", "data.scale=1", f"data.root={photo_dir}", "model=cnn_small",
+                    "debug=fast", f"init={tmp_path / 'm.pt'}")  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    pack_res = subprocess.run([*pack_cmd[:3], str(denoise), "--out", str(tmp_path / "d.pt")], capture_output=True, text=True)
+    assert pack_res.returncode == 0, pack_res.stderr
+    loaded = load_checkpoint(tmp_path / "d.pt")
+    assert (loaded.scale, loaded.noise_level) == (1, 3) and loaded.card["degradation"]["quality"] == [25, 60]
+    assert loaded.describe().endswith("trained for noise level 3")

@@ -478,12 +478,63 @@ def test_bundled_model_by_name_and_scale(tmp_path, ckpt, capsys, monkeypatch):
     for bad, says in [
         (["--model", "tiny", "--scale", "3"], ("tiny x3", "no such bundled model", "bundled: tiny x2")),
         (["--model", "tiny", "--ckpt", str(ckpt)], ("--ckpt", "--model", "give one of them, not both")),
-        (["--ckpt", str(ckpt), "--scale", "4"], (str(ckpt), "x2 model, not x4")),
+        (["--ckpt", str(ckpt), "--scale", "4"], ("--scale 4:", str(ckpt), "holds a x2 model")),
         (["--scale", "3"], ("--scale 3: no bundled model at x3", "bundled: tiny x2")),
     ]:
         assert main([*run, str(tmp_path / "x.png"), *bad]) == 2
         err = _error_lines(capsys.readouterr().err)
         assert len(err) == 1 and all(part in err[0] for part in says), err
+    assert not (tmp_path / "x.png").exists()
+
+
+def _noise_model(ckpt: Path, out: Path, level: int | None, scale: int = 2, val: float = 0.0) -> Path:
+    """A model file of ``ckpt``'s net whose card says it removes noise ``level`` (the net reads the
+    pre-resized image, so the same weights serve any scale)."""
+    pack = model_file_module.pack(torch.load(ckpt, weights_only=True), {"val_psnr_y": val, "noise_level": level}, fp16=False)
+    torch.save(pack | {"scale": scale, "name": out.stem.rsplit("_x", 1)[0]}, out)
+    return out
+
+
+def test_noise_level_picks_the_bundled_model_trained_for_it(tmp_path, ckpt, capsys, monkeypatch):
+    folder = _bundled(tmp_path, monkeypatch, ckpt)  # tiny x2: clean
+    other = make_ckpt(tmp_path / "other.ckpt", seed=1)
+    for name, scale in [("dejpeg3_x2", 2), ("dejpeg3_x1", 1)]:  # the best validation PSNR: only --noise picks them
+        _noise_model(other, folder / f"{name}.pt", 3, scale, val=99.0)
+    _photos(tmp_path / "in", 1)
+    src = str(tmp_path / "in" / "p0.png")
+    assert main([src, "--out", str(tmp_path / "clean.png")]) == 0
+    assert "tiny_x2.pt" in _error_lines(capsys.readouterr().err)[0]
+    assert main([src, "--out", str(tmp_path / "n3.png"), "--noise", "3"]) == 0
+    assert "dejpeg3_x2.pt" in _error_lines(capsys.readouterr().err)[0]
+    assert main([src, "--out", str(tmp_path / "n3x1.png"), "--noise", "3", "--scale", "1"]) == 0
+    assert "dejpeg3_x1.pt" in _error_lines(capsys.readouterr().err)[0]
+    size = Image.open(src).size
+    assert Image.open(tmp_path / "n3.png").size == (2 * size[0], 2 * size[1]) and Image.open(tmp_path / "n3x1.png").size == size
+    assert (tmp_path / "n3.png").read_bytes() != (tmp_path / "clean.png").read_bytes()
+    # A training checkpoint of a noise run carries its level (its hyper-parameters): --noise accepts it.
+    noisy_ckpt = torch.load(other, weights_only=True)
+    noisy_ckpt["hyper_parameters"]["noise_level"] = 3
+    torch.save(noisy_ckpt, tmp_path / "noisy.ckpt")
+    assert main([src, "--out", str(tmp_path / "c3.png"), "--noise", "3", "--ckpt", str(tmp_path / "noisy.ckpt")]) == 0
+    assert (tmp_path / "c3.png").read_bytes() == (tmp_path / "n3.png").read_bytes()
+    capsys.readouterr()
+    for bad, says in [
+        (["--noise", "1"], "--noise 1 --scale 2: no bundled model for noise level 1 at x2 (bundled noise models: "
+                           "level 3 x1, level 3 x2)"),
+        (["--noise", "3", "--model", "tiny"], "--noise 3: tiny_x2.pt was trained for clean LR (no noise level)"),
+        (["--noise", "1", "--ckpt", str(tmp_path / "noisy.ckpt")], "--noise 1: noisy.ckpt was trained for noise level 3"),
+        (["--noise", "3", "--ckpt", str(ckpt)], "--noise 3: tiny.ckpt was trained for clean LR"),
+        (["--noise", "5"], "argument --noise: invalid choice: 5"),
+        (["--scale", "1", "--ckpt", str(ckpt)], f"--scale 1: {ckpt} holds a x2 model"),
+        (["--scale", "1"], "--scale 1: no bundled model at x1"),  # the x1 model removes noise: only --noise picks it
+    ]:
+        try:
+            code = main([src, "--out", str(tmp_path / "x.png"), *bad])
+        except SystemExit as e:  # argparse's refusal
+            code = e.code
+        assert code == 2
+        err = _error_lines(capsys.readouterr().err)
+        assert len(err) == 1 and says in err[0], err
     assert not (tmp_path / "x.png").exists()
 
 

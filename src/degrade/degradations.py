@@ -25,6 +25,8 @@ from src.degrade.draws import Span
 from src.errors import ConfigError, user_error
 
 OPTION = "degradation"  # the config group: every option in an error message is named under it
+# waifu2x's noise levels, 0 (light JPEG) to 3 (heavy): a model's level is on its card (train.yaml: noise_level).
+NOISE_LEVELS = (0, 1, 2, 3)
 
 
 def _probability(value: Any, key: str) -> float:

@@ -44,15 +44,21 @@ class LoadedModel:
     name: str
     path: Path
     config: dict[str, Any]  # the net's config (_target_ and options), as a checkpoint stores it
+    card: dict[str, Any] | None = None  # how it was trained (a model file's card; a checkpoint's hyper-parameters)
+
+    @property
+    def noise_level(self) -> int | None:
+        """waifu2x's noise level (0-3) the model was trained to remove; ``None``: trained on clean LR."""
+        level = (self.card or {}).get("noise_level")
+        return int(level) if level is not None else None
 
     def describe(self) -> str:
         """One line: what the net is, its scale, size and input, and where it came from."""
         own = getattr(self.net, "describe", None)
-        if callable(own):
-            return own()
         params = sum(p.numel() for p in self.net.parameters())
-        return (f"{self.name} x{self.scale} ({type(self.net).__name__}): {params:,} params, "
-                f"{in_channels(self.net)} input channel(s), from {self.path.name}")  # fmt: skip
+        line = own() if callable(own) else (f"{self.name} x{self.scale} ({type(self.net).__name__}): {params:,} params, "
+                                            f"{in_channels(self.net)} input channel(s), from {self.path.name}")  # fmt: skip
+        return line if self.noise_level is None else f"{line}, trained for noise level {self.noise_level}"
 
 
 def _net_class(target: Any, path: Path) -> type[nn.Module]:
@@ -119,7 +125,21 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedModel:
     except (TypeError, ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0]
         raise CheckpointError(f"{path}: the weights do not fit {cls.__name__} ({first[:160]})") from None
-    return _ready(net, scale, str(hp.get("name", cls.__name__)), path, dict(hp["net"]))
+    loaded = _ready(net, scale, str(hp.get("name", cls.__name__)), path, dict(hp["net"]))
+    loaded.card = _card(content)
+    return loaded
+
+
+def _card(content: Any) -> dict[str, Any] | None:
+    """A model file's card; for a training checkpoint, what its hyper-parameters say of the LR it trained on."""
+    if not isinstance(content, dict):
+        return None
+    if isinstance(content.get("card"), dict):
+        return content["card"]
+    hp = content.get("hyper_parameters")
+    if isinstance(hp, dict):
+        return {"degradation": hp.get("degradation"), "noise_level": hp.get("noise_level")}
+    return None
 
 
 def _published(content: Any, path: Path) -> LoadedModel:
@@ -152,13 +172,38 @@ def bundled_models() -> list[str]:
 def best_bundled(scale: int) -> str:
     """The bundled model at ``scale`` with the highest validation PSNR-Y on its card (all bundled models
     trained on the same photos with the same split, so their validation images are the same)."""
-    scores = {}
-    for path in sorted(BUNDLED_DIR.glob(f"*_x{scale}.pt")):
-        card = load_pickle(path, mmap=True).get("card") or {}
-        scores[path.stem.removesuffix(f"_x{scale}")] = float(card.get("val_psnr_y", float("-inf")))
+    scores = {name: float(card.get("val_psnr_y", float("-inf")))
+              for name, card in bundled_cards(scale).items() if card.get("noise_level") is None}  # fmt: skip
     if not scores:
         raise CheckpointError(f"--scale {scale}: no bundled model at x{scale} (bundled: {', '.join(bundled_models()) or 'none'})")
     return max(scores, key=scores.__getitem__)
+
+
+def bundled_cards(scale: int) -> dict[str, dict[str, Any]]:
+    """The card of each bundled model at ``scale``, by name."""
+    return {path.stem.removesuffix(f"_x{scale}"): load_pickle(path, mmap=True).get("card") or {}
+            for path in sorted(BUNDLED_DIR.glob(f"*_x{scale}.pt"))}  # fmt: skip
+
+
+def bundled_for_noise(level: int, scale: int) -> str:
+    """The bundled model trained for waifu2x's noise ``level`` at ``scale`` (the best by card, if several)."""
+    found = {name: float(card.get("val_psnr_y", float("-inf")))
+             for name, card in bundled_cards(scale).items() if card.get("noise_level") == level}  # fmt: skip
+    if not found:
+        noisy = [f"level {c['noise_level']} x{s}" for s in (1, 2, 3, 4) for c in bundled_cards(s).values()
+                 if c.get("noise_level") is not None]  # fmt: skip
+        raise CheckpointError(f"--noise {level} --scale {scale}: no bundled model for noise level {level} at x{scale} "
+                              f"(bundled noise models: {', '.join(sorted(set(noisy))) or 'none'})")  # fmt: skip
+    return max(found, key=found.__getitem__)
+
+
+def check_noise_level(model: LoadedModel, level: int) -> None:
+    """Refuse, in one line, ``--noise level`` with a model trained for another level or for clean LR."""
+    if model.noise_level == level:
+        return
+    trained = "clean LR (no noise level)" if model.noise_level is None else f"noise level {model.noise_level}"
+    raise CheckpointError(f"--noise {level}: {model.path.name} was trained for {trained}; leave --noise out, "
+                          f"or pick a model trained for level {level}")  # fmt: skip
 
 
 def load_model(ckpt: str | os.PathLike | None, model: str | None = None, scale: int | None = None) -> LoadedModel:
@@ -174,7 +219,7 @@ def load_model(ckpt: str | os.PathLike | None, model: str | None = None, scale: 
     loaded = load_checkpoint(path)
     log.info("model: %s", loaded.describe())
     if scale is not None and loaded.scale != scale:
-        raise CheckpointError(f"{ckpt}: holds a x{loaded.scale} model, not x{scale} (the scale picks a bundled model only)")
+        raise CheckpointError(f"--scale {scale}: {ckpt} holds a x{loaded.scale} model (the scale picks a bundled model only)")
     return loaded
 
 

@@ -95,6 +95,7 @@ def card_of(run_dir: Path) -> dict[str, Any]:
         "budget": {"fit_seconds": summary["fit_seconds"], "device": summary["device"], "host": summary.get("host")},
         # The LR it was trained for (None: a run from before degradations were options, bicubic).
         "degradation": OmegaConf.to_container(cfg.degradation) if cfg.get("degradation") else None,
+        "noise_level": cfg.get("noise_level"),  # waifu2x's level it removes (upscale --noise); None: clean LR
         "val_psnr_y": summary["val_psnr_y"],
         "params": summary["params"], "macs_per_pixel": summary["macs_per_pixel"],  # per output pixel, measured
     }  # fmt: skip

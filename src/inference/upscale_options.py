@@ -8,6 +8,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from src.degrade.degradations import NOISE_LEVELS
 from src.devices import DEVICE_CHOICES, PRECISIONS
 from src.inference.tiling import DEFAULT_TILE
 
@@ -47,6 +48,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "bundled model at --scale (by validation PSNR-Y)",
     )
     p.add_argument("--scale", type=int, help="a bundled model's scale (default 2); with --ckpt: the scale it must have")
+    p.add_argument(
+        "--noise",
+        type=int,
+        choices=NOISE_LEVELS,
+        help="JPEG noise to remove, waifu2x's levels: 0 light .. 3 heavy; picks the bundled model for that level at "
+        "--scale (1: same size, denoise only; 2); with --ckpt/--model: the level the model must be trained for",
+    )
     p.add_argument("--out", required=True, type=Path, help="output folder (or an output file name for one input)")
     p.add_argument("--ext", help="output format for every file, e.g. .png (default: the input's)")
     p.add_argument(

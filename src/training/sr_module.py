@@ -40,6 +40,7 @@ class SRModule(pl.LightningModule):
         scheduler: partial LR schedule, called with the optimizer and the run's total steps; stepped per step.
         degradation: the run's degradation config (``conf/degradation/``), kept in the checkpoint so a
             model file can say what LR it was trained on; batches bring their LR when it is not bicubic.
+        noise_level: waifu2x's noise level (0-3) the run trains for, kept in the checkpoint (``upscale --noise``).
     """
 
     def __init__(
@@ -53,12 +54,15 @@ class SRModule(pl.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., Any] | None = None,
         degradation: Mapping[str, Any] | None = None,
+        noise_level: int | None = None,
     ) -> None:
         super().__init__()
         net = _plain(net)
         hparams = {"name": name, "net": net, "scale": scale, "loss": loss}
         if degradation is not None:
             hparams["degradation"] = _plain(degradation)
+        if noise_level is not None:
+            hparams["noise_level"] = noise_level
         self.save_hyperparameters(hparams)
         self.net = contract.build_net(net, scale)
         self.scale = scale

@@ -25,6 +25,7 @@ from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src import CONF_DIR
+from src.arch import contract
 from src.errors import ConfigError, user_error
 from src.inference.checkpoint import LoadedModel, load_checkpoint, load_model
 from src.training.callbacks.fit_timer import FitTimer
@@ -67,7 +68,7 @@ def _check_before_work(cfg: DictConfig) -> LoadedModel | None:
     init = None
     if cfg.init:
         init = load_model(None, cfg.model.name, cfg.data.scale) if cfg.init == "bundled" else load_checkpoint(cfg.init)
-        _same_model(init, cfg, f"init={cfg.init}")
+        _same_model(init, cfg, f"init={cfg.init}", any_scale=True)
     return init
 
 
@@ -132,8 +133,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
-def _same_model(loaded: LoadedModel, cfg: DictConfig, option: str) -> None:
-    if type(loaded.net).__name__ != cfg.model.net._target_.rsplit(".", 1)[-1] or loaded.scale != cfg.data.scale:
+def _same_model(loaded: LoadedModel, cfg: DictConfig, option: str, any_scale: bool = False) -> None:
+    # A net that reads the pre-resized image has the same weights at every scale: it may start from another's.
+    scale_ok = loaded.scale == cfg.data.scale or (any_scale and not contract.reads_lr(loaded.net))
+    if type(loaded.net).__name__ != cfg.model.net._target_.rsplit(".", 1)[-1] or not scale_ok:
         raise ConfigError(f"{option}: holds {loaded.name} x{loaded.scale}, not {cfg.model.name} x{cfg.data.scale}")
 
 
