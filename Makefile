@@ -22,14 +22,18 @@ SWEEP ?=
 EXPERIMENT ?= compare_models
 MODELS ?=
 # The bundled models (src/pretrained/): `make pretrained DATA=<folder of photos>` retrains each with the
-# recipe of conf/experiment/pretrained.yaml (pretrained_<model>.yaml where a model has its own, then
-# pretrained_<model>_restart.yaml from its best weights where that exists) and packs it; their cards (docs/models.md) name T91 + BSD200.
-# model:scale:epochs:HR patch px:weights stored as. The paper's nets: 48 px patches, 20 epochs where 2 fall
+# recipe of conf/experiment/pretrained.yaml (pretrained_<name>.yaml or pretrained_<name>_x<scale>.yaml where
+# one exists, then <recipe>_restart.yaml from its best weights where that exists) and packs it as
+# <name>_x<scale>.pt; their cards (docs/models.md) name T91 + BSD200. A name is a model (conf/model/) or a
+# recipe that picks its own (cnn_deep_noise3: cnn_deep for JPEG noise level 3). In the order below: a
+# recipe may start from a model packed before it (init=).
+# name:scale:epochs:HR patch px:weights stored as. The paper's nets: 48 px patches, 20 epochs where 2 fall
 # short of the card's target (cnn_deep: the published FSRCNN/SRCNN scores; cnn_small: +1.5 dB over bicubic),
 # 2 where they reach it. EDSR baseline reads the LR image: 24 LR px patches, fp16 weights (half the size).
 DATA ?=
 PRETRAINED = cnn_deep:2:20:48:fp32 cnn_deep:3:20:48:fp32 cnn_deep:4:20:48:fp32 cnn_small:2:20:48:fp32 \
-	cnn_medium:2:2:48:fp32 waifu2x:2:2:48:fp32 edsr_baseline:3:8:72:fp16 edsr_baseline:4:8:96:fp16
+	cnn_medium:2:2:48:fp32 waifu2x:2:2:48:fp32 edsr_baseline:3:8:72:fp16 edsr_baseline:4:8:96:fp16 \
+	edsr_baseline:2:8:48:fp16 cnn_deep_noise1:2:8:64:fp32 cnn_deep_noise3:2:8:64:fp32 cnn_deep_noise3:1:6:64:fp32
 
 # Published weights (spandrel, the [zoo] extra) live in their own venv: spandrel imports torchvision, and a
 # torchvision from the package index needs its own torch build, which pip would otherwise install over the
@@ -88,14 +92,15 @@ compare: install  ## open W&B's terminal dashboard (wandb leet) on the latest sw
 
 pretrained: install  ## retrain and pack the bundled models (DATA=<folder of photos>)
 	@test -n "$(DATA)" || { echo "error: give DATA=<folder of photos> (the bundled models trained on T91 + BSD200)" >&2; exit 2; }
-	@for spec in $(PRETRAINED); do set -- $$(echo $$spec | tr : ' '); run=outputs/pretrained/$$1_x$$2; \
-	  exp=pretrained; [ -f conf/experiment/pretrained_$$1.yaml ] && exp=pretrained_$$1; \
-	  train="$(PY) -m src.train model=$$1 data.scale=$$2 trainer.max_epochs=$$3 data.patch_size=$$4 data.root=$(DATA)"; \
+	@for spec in $(PRETRAINED); do set -- $$(echo $$spec | tr : ' '); run=outputs/pretrained/$$1_x$$2; exp=pretrained; \
+	  for e in pretrained_$$1 pretrained_$$1_x$$2; do [ -f conf/experiment/$$e.yaml ] && exp=$$e; done; \
+	  model=$$([ -f conf/model/$$1.yaml ] && echo model=$$1); \
+	  train="$(PY) -m src.train $$model data.scale=$$2 trainer.max_epochs=$$3 data.patch_size=$$4 data.root=$(DATA)"; \
 	  $$train experiment=$$exp hydra.run.dir=$$run || exit 1; \
 	  if [ -f conf/experiment/$${exp}_restart.yaml ]; then \
 	    best=$$($(PY) -c "import json,sys; print(json.load(open(sys.argv[1]))['checkpoint'])" $$run/summary.json); \
 	    $$train experiment=$${exp}_restart init=$$best hydra.run.dir=$${run}_stage2 || exit 1; run=$${run}_stage2; fi; \
-	  $(PY) -m src.model_file $$run --out src/pretrained/$$1_x$$2.pt $$([ $$5 = fp16 ] && echo --fp16) || exit 1; done
+	  $(PY) -m src.model_file $$run --out src/pretrained/$$1_x$$2.pt --name $$1 $$([ $$5 = fp16 ] && echo --fp16) || exit 1; done
 
 test: $(VENV)/.installed-dev $(VENV)/.installed-sweep $(VENV)/.installed-export $(VENV)/.installed-ray  ## run the test suite
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --ignore=tests/zoo $(ARGS)

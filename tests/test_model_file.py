@@ -44,7 +44,7 @@ def test_model_choice_errors_are_one_line(tmp_path):
         load_model(tmp_path / "x.ckpt", "cnn_deep", 2)
     with pytest.raises(CheckpointError, match="no model"):
         load_model(None)
-    with pytest.raises(CheckpointError, match="not x3"):
+    with pytest.raises(CheckpointError, match="--scale 3: .* holds a x2 model"):
         load_model(make_ckpt(tmp_path / "a.ckpt", scale=2), None, 3)
 
 
@@ -85,7 +85,7 @@ def test_the_bundled_recipe_packs_and_fine_tuning_starts_from_its_weights(tmp_pa
     assert res.returncode == 2 and "holds cnn_small x2, not cnn_deep x2" in res.stderr
     # The noise recipe: a 1x JPEG remover from the x2 weights (a pre-upsampling net's weights fit any scale).
     denoise = tmp_path / "denoise"
-    res = run_train(denoise, "experiment=pretrained_noise3", "data.scale=1", f"data.root={photo_dir}", "model=cnn_small",
+    res = run_train(denoise, "experiment=pretrained_cnn_deep_noise3", "data.scale=1", f"data.root={photo_dir}", "model=cnn_small",
                     "debug=fast", f"init={tmp_path / 'm.pt'}")  # fmt: skip
     assert res.returncode == 0, res.stderr[-2000:]
     pack_res = subprocess.run([*pack_cmd[:3], str(denoise), "--out", str(tmp_path / "d.pt")], capture_output=True, text=True)

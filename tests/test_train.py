@@ -80,3 +80,21 @@ def test_default_run_dirs_never_collide(tmp_path):
         assert p.returncode == 0, err[-3000:]
     runs = sorted((tmp_path / "outputs" / "runs").glob("*/*_cnn_small"))
     assert len(runs) == 2 and all((r / "summary.json").is_file() for r in runs)
+
+
+def test_init_from_another_scale_and_depth_copies_the_shared_layers():
+    from src.arch import EDSR
+    from src.errors import ConfigError
+    from src.training.train import start_from
+
+    torch.manual_seed(0)
+    x4, x2 = EDSR(4, blocks=3, features=8), EDSR(2, blocks=2, features=8)
+    before = {k: v.clone() for k, v in x2.state_dict().items()}
+    fresh = start_from(x2, x4, "init=x4.pt")
+    # body.2 is the end conv of 2 blocks but the third block of 3; x4's second upsampling stage has no place in x2.
+    assert fresh == ["body.2.bias", "body.2.weight"]
+    theirs = x4.state_dict()
+    for k, v in x2.state_dict().items():
+        assert torch.equal(v, before[k] if k in fresh else theirs[k]), k
+    with pytest.raises(ConfigError, match=r"^init=x4.pt: no layer of it has the name and shape of one in EDSR"):
+        start_from(EDSR(2, channels=1, blocks=1, features=4), x4, "init=x4.pt")

@@ -25,13 +25,14 @@ from src.weights import save_safetensors
 SRLAB_KEY_PREFIX = "net."  # srlab's own key layout in a .safetensors: no other tool mistakes it for theirs
 
 
-def pack(ckpt: dict[str, Any], card: dict[str, Any], fp16: bool) -> dict[str, Any]:
-    """A model file's contents from a Lightning checkpoint's (already loaded weights-only)."""
+def pack(ckpt: dict[str, Any], card: dict[str, Any], fp16: bool, name: str | None = None) -> dict[str, Any]:
+    """A model file's contents from a Lightning checkpoint's (already loaded weights-only), named
+    ``name`` (default: the run's model name)."""
     hp = ckpt["hyper_parameters"]
     weights = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
     if fp16:  # halves the file; inference runs in fp32 or the chosen precision (weights are cast on load)
         weights = {k: v.half() for k, v in weights.items()}
-    meta = {"format": MODEL_FILE_FORMAT, "name": hp["name"], "scale": hp["scale"], "net": hp["net"]}
+    meta = {"format": MODEL_FILE_FORMAT, "name": name or hp["name"], "scale": hp["scale"], "net": hp["net"]}
     return meta | {"weights": weights, "card": card}
 
 
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("run", type=Path, help="a run dir (its best checkpoint, from summary.json) or a .ckpt in one")
     parser.add_argument("--out", type=Path, required=True, help="the model file to write")
     parser.add_argument("--fp16", action="store_true", help="store the weights in fp16 (half the size)")
+    parser.add_argument("--name", help="the model's name in cards and logs (default: the run's model, e.g. cnn_deep)")
     args = parser.parse_args(argv)
     run_dir = args.run if args.run.is_dir() else args.run.parent.parent
     ckpt_path = Path(json.loads((run_dir / "summary.json").read_text())["checkpoint"]) if args.run.is_dir() else args.run
@@ -114,8 +116,8 @@ def main(argv: list[str] | None = None) -> None:
     card = card_of(run_dir)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(f".{args.out.name}.tmp")
-    torch.save(pack(ckpt, card, args.fp16), tmp)
+    torch.save(pack(ckpt, card, args.fp16, args.name), tmp)
     tmp.replace(args.out)
     hp = ckpt["hyper_parameters"]
-    print(f"{args.out}: {hp['name']} x{hp['scale']}, {args.out.stat().st_size:,} bytes")
+    print(f"{args.out}: {args.name or hp['name']} x{hp['scale']}, {args.out.stat().st_size:,} bytes")
 

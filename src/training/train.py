@@ -25,7 +25,6 @@ from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src import CONF_DIR
-from src.arch import contract
 from src.errors import ConfigError, user_error
 from src.inference.checkpoint import LoadedModel, load_checkpoint, load_model
 from src.training.callbacks.fit_timer import FitTimer
@@ -85,8 +84,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         scheduler=hydra.utils.instantiate(cfg.scheduler) if cfg.scheduler else None,
     )
     if init is not None:
-        model.net.load_state_dict(init.net.state_dict())
-        log.info("starting from the weights of %s", init.path)
+        fresh = start_from(model.net, init.net, f"init={cfg.init}")
+        log.info("starting from the weights of %s%s", init.path, f" (fresh: {', '.join(fresh)})" if fresh else "")
     # Lightning refuses a progress-bar callback when the bar is switched off.
     callbacks = [
         hydra.utils.instantiate(c)
@@ -133,9 +132,22 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
+def start_from(net: torch.nn.Module, source: torch.nn.Module, option: str) -> list[str]:
+    """Copy into ``net`` every tensor of ``source`` with the same name and shape; the names left fresh.
+
+    The same net at another scale or depth keeps what it shares: a pre-upsampling net all of it, a
+    post-upsampling one all but the upsampler layers whose shapes change (EDSR's x2 from its x4 stage).
+    """
+    own, theirs = net.state_dict(), source.state_dict()
+    shared = {k: v for k, v in theirs.items() if k in own and own[k].shape == v.shape}
+    if not shared:
+        raise ConfigError(f"{option}: no layer of it has the name and shape of one in {type(net).__name__}")
+    net.load_state_dict(shared, strict=False)
+    return sorted(k for k in own if k not in shared)
+
+
 def _same_model(loaded: LoadedModel, cfg: DictConfig, option: str, any_scale: bool = False) -> None:
-    # A net that reads the pre-resized image has the same weights at every scale: it may start from another's.
-    scale_ok = loaded.scale == cfg.data.scale or (any_scale and not contract.reads_lr(loaded.net))
+    scale_ok = any_scale or loaded.scale == cfg.data.scale
     if type(loaded.net).__name__ != cfg.model.net._target_.rsplit(".", 1)[-1] or not scale_ok:
         raise ConfigError(f"{option}: holds {loaded.name} x{loaded.scale}, not {cfg.model.name} x{cfg.data.scale}")
 
