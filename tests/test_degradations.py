@@ -147,6 +147,18 @@ def test_jpeg_lr_is_pillows_decode_of_the_bicubic_lr():
     assert np.array_equal(lr64[0].permute(1, 2, 0).mul(255).round().byte().numpy(), pillow_jpeg(clean64, 50))
 
 
+def test_jpeg_clean_prob_leaves_that_share_clean_and_evaluation_refuses_it():
+    hr = hr_batch(40, 32)
+    clean = bicubic_lr(hr, 2).numpy()
+    lr = JPEG([30, 95], "4:2:0", clean_prob=0.5).lr_batch(hr, 2, [rng_for(i) for i in range(40)]).numpy()
+    kept = sum(np.array_equal(a, b) for a, b in zip(lr, clean, strict=True))
+    assert 10 <= kept <= 30  # about half; the others JPEG-encoded
+    with pytest.raises(ConfigError, match=r"^degradation.clean_prob=0.5: evaluation JPEG-encodes every image"):
+        JPEG(50, "4:2:0", clean_prob=0.5).check_for_evaluation()
+    with pytest.raises(ConfigError, match=r"^degradation.clean_prob=2: must be between 0 and 1"):
+        JPEG(50, "4:2:0", clean_prob=2)
+
+
 def test_noise_has_the_strength_asked_for():
     flat = torch.full((1, 64, 64, 3), 128, dtype=torch.uint8)
     clean = bicubic_lr(flat, 2).float()

@@ -113,21 +113,34 @@ class JPEG(AfterBicubic):
     Args:
         quality: 1-100; one number, or ``[lo, hi]`` drawn uniformly (whole numbers, both included).
         subsampling: chroma subsampling, ``4:2:0`` (what cameras and photo sites write), ``4:2:2`` or ``4:4:4``.
+        clean_prob: chance that an image is left clean (no JPEG): a model for light JPEG noise that must
+            also keep clean photos sharp sees both.
     """
 
     name = "jpeg"
     eval_fixed = ("quality",)
 
-    def __init__(self, quality: int | Sequence[int], subsampling: str) -> None:
+    # clean_prob's default: the runs written before the option have none in their config (resume reads it).
+    def __init__(self, quality: int | Sequence[int], subsampling: str, clean_prob: float = 0.0) -> None:
         self.quality = Span(quality, f"{OPTION}.quality", 1, 100, integer=True)
         if subsampling not in steps.SUBSAMPLING:
             raise ConfigError(f"{OPTION}.subsampling={subsampling}: must be one of {', '.join(steps.SUBSAMPLING)}")
         self.subsampling = subsampling
+        self.clean_prob = _probability(clean_prob, "clean_prob")
 
     def settings(self) -> dict[str, Any]:
-        return {"quality": self.quality.plain(), "subsampling": self.subsampling}
+        clean = {"clean_prob": self.clean_prob} if self.clean_prob else {}
+        return {"quality": self.quality.plain(), "subsampling": self.subsampling, **clean}
+
+    def check_for_evaluation(self) -> None:
+        super().check_for_evaluation()
+        if self.clean_prob:
+            raise ConfigError(f"{OPTION}.clean_prob={self.clean_prob:g}: evaluation JPEG-encodes every image; leave it 0")
 
     def damage(self, lr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        # Drawn only when asked for, so the quality draws of clean_prob=0 stay what they were.
+        if self.clean_prob and rng.random() < self.clean_prob:
+            return lr
         return steps.jpeg(lr, self.quality.draw(rng), self.subsampling)
 
 
@@ -186,7 +199,7 @@ class Real(Degradation):
         self.blur = Span(blur, f"{OPTION}.blur", 0.0)
         self.resize = Span(resize, f"{OPTION}.resize", 0.01)
         self.noise = Noise(gaussian, poisson, gray_prob)
-        self.jpeg = JPEG(quality, subsampling)
+        self.jpeg = JPEG(quality, subsampling, clean_prob=0.0)  # the chain ends in a JPEG every time
         self.twice_prob = _probability(twice_prob, "twice_prob")
 
     def settings(self) -> dict[str, Any]:
