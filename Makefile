@@ -33,7 +33,8 @@ MODELS ?=
 DATA ?=
 PRETRAINED = cnn_deep:2:20:48:fp32 cnn_deep:3:20:48:fp32 cnn_deep:4:20:48:fp32 cnn_small:2:20:48:fp32 \
 	cnn_medium:2:2:48:fp32 waifu2x:2:2:48:fp32 edsr_baseline:3:8:72:fp16 edsr_baseline:4:8:96:fp16 \
-	edsr_baseline:2:8:48:fp16 cnn_deep_noise1:2:8:64:fp32 cnn_deep_noise3:2:8:64:fp32 cnn_deep_noise3:1:6:64:fp32
+	edsr_baseline:2:8:48:fp16 edsr_baseline_noise1:2:6:64:fp16 cnn_deep_noise3:2:8:64:fp32 \
+	cnn_deep_noise3:1:6:64:fp32
 
 # Published weights (spandrel, the [zoo] extra) live in their own venv: spandrel imports torchvision, and a
 # torchvision from the package index needs its own torch build, which pip would otherwise install over the
