@@ -170,8 +170,8 @@ def bundled_models() -> list[str]:
 
 
 def best_bundled(scale: int) -> str:
-    """The bundled model at ``scale`` with the highest validation PSNR-Y on its card (all bundled models
-    trained on the same photos with the same split, so their validation images are the same)."""
+    """The bundled model trained on clean LR at ``scale`` with the highest validation PSNR-Y on its card (all
+    bundled models trained on the same photos with the same split, so their validation images are the same)."""
     scores = {name: float(card.get("val_psnr_y", float("-inf")))
               for name, card in bundled_cards(scale).items() if card.get("noise_level") is None}  # fmt: skip
     if not scores:
