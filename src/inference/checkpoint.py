@@ -55,9 +55,12 @@ class LoadedModel:
     def describe(self) -> str:
         """One line: what the net is, its scale, size and input, and where it came from."""
         own = getattr(self.net, "describe", None)
-        params = sum(p.numel() for p in self.net.parameters())
-        line = own() if callable(own) else (f"{self.name} x{self.scale} ({type(self.net).__name__}): {params:,} params, "
-                                            f"{in_channels(self.net)} input channel(s), from {self.path.name}")  # fmt: skip
+        if callable(own):
+            line = own()
+        else:
+            params = sum(p.numel() for p in self.net.parameters())
+            line = (f"{self.name} x{self.scale} ({type(self.net).__name__}): {params:,} params, "
+                    f"{in_channels(self.net)} input channel(s), from {self.path.name}")  # fmt: skip
         return line if self.noise_level is None else f"{line}, trained for noise level {self.noise_level}"
 
 
@@ -169,32 +172,26 @@ def bundled_models() -> list[str]:
     return [p.stem.replace("_x", " x") for p in sorted(BUNDLED_DIR.glob("*_x*.pt"))]
 
 
-def best_bundled(scale: int) -> str:
-    """The bundled model trained on clean LR at ``scale`` with the highest validation PSNR-Y on its card (all
-    bundled models trained on the same photos with the same split, so their validation images are the same)."""
+def best_bundled(scale: int, noise_level: int | None = None) -> str:
+    """The bundled model at ``scale`` trained for ``noise_level`` (``None``: clean LR) with the highest
+    validation PSNR-Y on its card (all bundled models trained on the same photos with the same split, so
+    their validation images are the same)."""
     scores = {name: float(card.get("val_psnr_y", float("-inf")))
-              for name, card in bundled_cards(scale).items() if card.get("noise_level") is None}  # fmt: skip
-    if not scores:
+              for name, card in bundled_cards(scale).items() if card.get("noise_level") == noise_level}  # fmt: skip
+    if scores:
+        return max(scores, key=scores.__getitem__)
+    if noise_level is None:
         raise CheckpointError(f"--scale {scale}: no bundled model at x{scale} (bundled: {', '.join(bundled_models()) or 'none'})")
-    return max(scores, key=scores.__getitem__)
+    noisy = {f"level {card['noise_level']} x{s}" for s in (1, 2, 3, 4) for card in bundled_cards(s).values()
+             if card.get("noise_level") is not None}  # fmt: skip
+    raise CheckpointError(f"--noise {noise_level} --scale {scale}: no bundled model for noise level {noise_level} at "
+                          f"x{scale} (bundled noise models: {', '.join(sorted(noisy)) or 'none'})")  # fmt: skip
 
 
 def bundled_cards(scale: int) -> dict[str, dict[str, Any]]:
     """The card of each bundled model at ``scale``, by name."""
     return {path.stem.removesuffix(f"_x{scale}"): load_pickle(path, mmap=True).get("card") or {}
             for path in sorted(BUNDLED_DIR.glob(f"*_x{scale}.pt"))}  # fmt: skip
-
-
-def bundled_for_noise(level: int, scale: int) -> str:
-    """The bundled model trained for waifu2x's noise ``level`` at ``scale`` (the best by card, if several)."""
-    found = {name: float(card.get("val_psnr_y", float("-inf")))
-             for name, card in bundled_cards(scale).items() if card.get("noise_level") == level}  # fmt: skip
-    if not found:
-        noisy = [f"level {c['noise_level']} x{s}" for s in (1, 2, 3, 4) for c in bundled_cards(s).values()
-                 if c.get("noise_level") is not None]  # fmt: skip
-        raise CheckpointError(f"--noise {level} --scale {scale}: no bundled model for noise level {level} at x{scale} "
-                              f"(bundled noise models: {', '.join(sorted(set(noisy))) or 'none'})")  # fmt: skip
-    return max(found, key=found.__getitem__)
 
 
 def check_noise_level(model: LoadedModel, level: int) -> None:

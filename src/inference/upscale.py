@@ -48,7 +48,7 @@ from src.data.images import IMAGE_SUFFIXES, ImageError
 from src.degrade import imresize
 from src.devices import describe, resolve_precision, select_device
 from src.errors import ConfigError, OutputError, SrlabError
-from src.inference.checkpoint import LoadedModel, best_bundled, bundled_for_noise, check_noise_level, load_model
+from src.inference.checkpoint import LoadedModel, best_bundled, check_noise_level, load_model
 from src.inference.memory import after_photo
 from src.inference.outputs import check_outputs, collect, destination
 from src.inference.photos import Photo, read_photo, write_photo
@@ -107,11 +107,6 @@ def main(argv: list[str] | None = None) -> int:
         Image.MAX_IMAGE_PIXELS = old_limit
 
 
-def _bundled(noise: int | None, scale: int) -> str:
-    """The bundled model to use without --ckpt/--model: the best clean one, or the one for --noise."""
-    return best_bundled(scale) if noise is None else bundled_for_noise(noise, scale)
-
-
 def _rate(n: int, seconds: float) -> str:
     if seconds <= 0:
         return "- images/s"
@@ -126,7 +121,7 @@ def _run(args: argparse.Namespace, ext: str | None) -> int:
     try:
         device = select_device(args.device)
         precision = resolve_precision(args.precision, device)
-        name = args.model if args.ckpt or args.model else _bundled(args.noise, args.scale or 2)
+        name = args.model if args.ckpt or args.model else best_bundled(args.scale or 2, args.noise)
         model = load_model(args.ckpt, name, args.scale)
         if args.noise is not None:
             check_noise_level(model, args.noise)

@@ -13,7 +13,7 @@ from torch import nn
 from src import CONF_DIR
 from src.arch import contract
 from src.arch.pipeline import check_net
-from src.degrade.degradations import NOISE_LEVELS, build_degradation
+from src.degrade.degradations import NOISE_LEVELS, Degradation, build_degradation
 from src.errors import ConfigError
 from src.safe_write import check_writable, unwritable_reason
 from src.training.sr_module import LOSSES
@@ -48,9 +48,11 @@ def check_train_config(cfg: DictConfig) -> None:
         raise ConfigError(f"data.scale={scale}: must be one of {', '.join(map(str, SCALES))}")
     if patch % scale:
         raise ConfigError(f"data.patch_size={patch}: must be a multiple of data.scale={scale}")
-    if cfg.get("degradation") is not None:  # a run dir from before degradations were options has none: bicubic
-        build_degradation(cfg.degradation, scale, on_device=bool(cfg.data.get("on_device")), scale_option="data.scale")
-    _check_noise_level(cfg)
+    degradation = None  # a run dir from before degradations were options has none: bicubic
+    if cfg.get("degradation") is not None:
+        degradation = build_degradation(cfg.degradation, scale, on_device=bool(cfg.data.get("on_device")),
+                                        scale_option="data.scale")  # fmt: skip
+    _check_noise_level(cfg.get("noise_level"), degradation)
     if cfg.model.loss not in LOSSES:
         raise ConfigError(f"model.loss={cfg.model.loss}: must be one of {', '.join(LOSSES)}")
     net = _build(cfg.model.net, scale)
@@ -69,13 +71,12 @@ def check_train_config(cfg: DictConfig) -> None:
             check_writable(cb.dirpath, f"callbacks.{name}.dirpath={cb.dirpath}")
 
 
-def _check_noise_level(cfg: DictConfig) -> None:
-    level = cfg.get("noise_level")
+def _check_noise_level(level: Any, degradation: Degradation | None) -> None:
     if level is None:
         return
     if isinstance(level, bool) or level not in NOISE_LEVELS:
         raise ConfigError(f"noise_level={level}: must be one of {', '.join(map(str, NOISE_LEVELS))}, or null")
-    if cfg.get("degradation") is None or build_degradation(cfg.degradation, cfg.data.scale).on_device:
+    if degradation is None or degradation.on_device:
         raise ConfigError(f"noise_level={level}: needs a degradation with noise (e.g. degradation=jpeg), not bicubic")
 
 
