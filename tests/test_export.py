@@ -23,6 +23,7 @@ def test_conv_bicubic_equals_matlab_resize(scale):
 @pytest.mark.parametrize(
     ("target", "scale", "kwargs"),
     [("src.arch.CNNSmall", 3, {}), ("src.arch.Waifu2x", 2, {}), ("src.arch.ESPCN", 2, {}), ("src.arch.FSRCNN", 3, {}),
+     ("src.arch.FSRCNN", 4, {"channels": 1}),
      ("src.arch.EDSR", 4, {"blocks": 2}), ("src.arch.Compact", 3, {"num_conv": 2})],
 )  # fmt: skip
 def test_onnxruntime_matches_pytorch_at_two_sizes(tmp_path, target, scale, kwargs, capsys):

@@ -11,7 +11,9 @@ from src.arch import EDSR, ESPCN, FSRCNN, CNNDeep, Compact
 from src.arch.contract import NetContractError, build_net, reads_lr
 from src.arch.measure import macs_per_output_pixel, receptive_radius
 from src.arch.pipeline import SRPipeline
+from src.degrade import upsample
 from src.inference.tiling import sr_whole, tile_margin, upscale_tensor
+from src.metrics import to_y
 
 SCALES = (2, 3, 4)
 
@@ -148,3 +150,35 @@ def test_a_net_of_the_wrong_size_stops_with_one_line_naming_it():
     assert "\n" not in msg and "WrongSize" in msg and "24x24" in msg and "48x48" in msg
     with pytest.raises(NetContractError):
         upscale_tensor(WrongSize(), torch.rand(1, 3, 30, 30), 2, tile=8)  # tiles no longer crop it silently
+
+
+def _chroma(rgb: torch.Tensor) -> torch.Tensor:
+    """BT.601 Cb and Cr (0-255) of an RGB batch in [0, 1]."""
+    r, g, b = rgb.unbind(-3)
+    return torch.stack([-37.797 * r - 74.203 * g + 112.0 * b, 112.0 * r - 93.786 * g - 18.214 * b], -3)
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_a_luma_net_returns_its_luma_with_the_bicubic_chroma(scale):
+    # The SRCNN/FSRCNN papers' nets: luma in, luma out; the colour comes from the bicubic upscale.
+    net = _random(FSRCNN(scale, channels=1))
+    lr = torch.rand(1, 3, 13, 11)
+    with torch.inference_mode():
+        sr = sr_whole(net, lr, scale)
+        luma = net(to_y(lr) / 255)
+    bicubic = upsample(lr, scale, "bicubic")
+    assert sr.shape == (1, 3, 13 * scale, 11 * scale)
+    torch.testing.assert_close(to_y(sr), luma * 255, atol=1e-3, rtol=0)
+    torch.testing.assert_close(_chroma(sr), _chroma(bicubic), atol=1e-3, rtol=0)
+    assert (to_y(sr) - to_y(bicubic)).abs().max() > 1  # the luma is the net's, not the bicubic's
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_tiled_equals_whole_for_luma_nets(scale):
+    lr = torch.rand(1, 3, 23, 19, generator=torch.Generator().manual_seed(scale))
+    for net in (FSRCNN(scale, channels=1), ESPCN(scale, channels=1), EDSR(scale, channels=1, blocks=1, features=8)):
+        net = _random(net)
+        with torch.inference_mode():
+            whole = sr_whole(net, lr, scale)
+        for tile in (4, 9):
+            assert (upscale_tensor(net, lr, scale, tile=tile) - whole).abs().max() < 1e-5, (type(net).__name__, tile)

@@ -2,6 +2,7 @@ import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from src.data.datamodule import SRDataModule
@@ -49,3 +50,34 @@ def test_test_metrics_follow_the_protocol_under_any_precision(tmp_path, precisio
     ref_ssim = ssim_valid(*y)
     assert float(got["test/bicubic_psnr_y"]) == pytest.approx(float(ref_psnr), abs=1e-4)
     assert float(got["test/bicubic_ssim_y"]) == pytest.approx(float(ref_ssim), abs=1e-5)
+
+
+def test_lr_mult_gives_the_named_layers_their_own_rate_under_the_schedule():
+    from src.training.schedules import warmup_cosine
+
+    m = make_module(net={"_target_": "src.arch.FSRCNN", "d": 8, "s": 4, "m": 1}, scale=3, lr_mult={"deconv": 0.1, "body.0": 2.0},
+                    scheduler=lambda optimizer, total_steps: warmup_cosine(optimizer, total_steps, 0, 0.0))  # fmt: skip
+    m.trainer = type("T", (), {"estimated_stepping_batches": 10})()
+    opt = m.configure_optimizers()["optimizer"]
+    rate = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert rate[id(m.net.deconv.weight)] == rate[id(m.net.deconv.bias)] == pytest.approx(1e-4)
+    assert rate[id(m.net.body[0].weight)] == pytest.approx(2e-3)
+    assert rate[id(m.net.body[2].weight)] == pytest.approx(1e-3)  # body.2 is not body.0's
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(m.net.parameters()))
+
+
+def test_lr_mult_naming_no_layer_is_one_line():
+    from src.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model.lr_mult: 'decon' names no parameter of FSRCNN"):
+        make_module(net={"_target_": "src.arch.FSRCNN"}, scale=3, lr_mult={"decon": 0.1})
+
+
+def test_a_luma_net_learns_the_luma():
+    m = make_module(net={"_target_": "src.arch.FSRCNN", "channels": 1, "d": 8, "s": 4, "m": 1}, scale=2)
+    batch = torch.randint(0, 256, (2, 16, 16, 3), dtype=torch.uint8)
+    x, _, hr = m.degrade(batch, with_bicubic=False)
+    assert x.shape == (2, 1, 8, 8)
+    m.trainer = type("T", (), {"log_every_n_steps": 50, "global_step": 1})()
+    pred = m.pipeline.run(x).float()
+    torch.testing.assert_close(m.training_step(batch, 0), F.mse_loss(pred, to_y(hr) / 255))

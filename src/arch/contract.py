@@ -6,7 +6,9 @@ A net is a plain ``nn.Module``. It may declare, as attributes (all optional):
   (ESPCN, FSRCNN, EDSR, ...): ``(N, C, h, w) -> (N, C_out, h*scale, w*scale)``. ``"bicubic"`` or
   ``"nearest"`` for a *pre-upsampling* net (the paper's four): it reads the LR image resized to the
   output size that way and keeps its size.
-- ``in_channels``: 3 (RGB, the default) or 1 (it reads the BT.601 luma in [0, 1]).
+- ``in_channels``: 3 (RGB, the default) or 1 (it reads the BT.601 luma, Y/255). A luma net may
+  return RGB or the luma alone (1 channel): it then learns the HR luma, and the pipeline colours its
+  output with the chroma of the bicubic upscale (``SRPipeline.colorize``).
 - ``offset``: pixels of its *input* it loses at each border (unpadded convolutions; default 0). The
   pipeline replicate-pads the input by it, so every net's output has the full output size.
 - ``receptive_radius``: input pixels on each side that one output pixel reads; measured from the

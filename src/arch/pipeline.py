@@ -12,10 +12,24 @@ from src.arch import contract
 from src.degrade import upsample
 from src.metrics import to_y
 
+# RGB in [0, 1] -> BT.601 luma in 0-255 adds 219 per unit added to all three channels (the Y row of
+# the matrix sums to 219) and leaves Cb and Cr unchanged (their rows sum to 0).
+_LUMA_GAIN = 219.0
+
+
+def luma_to_rgb(luma: torch.Tensor, bicubic: torch.Tensor) -> torch.Tensor:
+    """The RGB image with the luma ``luma`` (``(N, 1, H, W)``, Y/255 as a luma net returns it) and the
+    chroma (Cb, Cr) of ``bicubic``: the SRCNN/FSRCNN papers' way of colouring a luma net's output.
+    An RGB ``luma`` (or a gray ``bicubic``) is returned as it is."""
+    if luma.shape[-3] != 1 or bicubic.shape[-3] != 3:
+        return luma
+    return bicubic + (luma - to_y(bicubic) / 255) * (255 / _LUMA_GAIN)
+
 
 class SRPipeline(nn.Module):
     """LR -> SR: resize to the output size (pre-upsampling nets only), luma for luma-in nets, replicate
-    padding by the net's offset (so the output keeps the full size), the net, and a size check.
+    padding by the net's offset (so the output keeps the full size), the net, a size check, and the
+    bicubic upscale's chroma for a net that returns luma alone.
 
     The one definition of these steps for training (``SRModule``), tiled inference (``src.inference.tiling``) and
     ONNX export. The steps are public because callers run them under different precisions: the resize
@@ -24,8 +38,8 @@ class SRPipeline(nn.Module):
     Args:
         net: any net of the contract (``src.arch.contract``).
         scale: the SR factor.
-        upsampler: ``lr -> resized`` in place of the MATLAB-exact resize of ``src.degrade`` (whose
-            matrices depend on the image size); export passes the same linear map as a fixed conv.
+        upsampler: ``lr -> bicubic upscale`` in place of the MATLAB-exact resize of ``src.degrade``
+            (whose matrices depend on the image size); export passes the same linear map as a fixed conv.
     """
 
     def __init__(self, net: nn.Module, scale: int, upsampler: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
@@ -49,10 +63,24 @@ class SRPipeline(nn.Module):
         (a pre-upsampling net), or the LR batch itself (an LR-in net)."""
         if self.mode is None:
             return lr
+        if self.mode == "bicubic":
+            return self.bicubic(lr)
+        with torch.autocast(lr.device.type, enabled=False):
+            return upsample(lr.float(), self.scale, self.mode)
+
+    def bicubic(self, lr: torch.Tensor) -> torch.Tensor:
+        """The LR batch's bicubic upscale, in fp32."""
         if self.upsampler is not None:
             return self.upsampler(lr)
         with torch.autocast(lr.device.type, enabled=False):
-            return upsample(lr.float(), self.scale, self.mode)
+            return upsample(lr.float(), self.scale, "bicubic")
+
+    def colorize(self, out: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
+        """The net's output as RGB: unchanged when it is RGB; a luma output (1 channel) of an RGB ``lr``
+        gets the chroma of ``lr``'s bicubic upscale."""
+        if out.shape[-3] != 1 or lr.shape[-3] != 3:
+            return out
+        return luma_to_rgb(out.float(), self.bicubic(lr))
 
     def net_input(self, resized: torch.Tensor) -> torch.Tensor:
         """What the net reads: the RGB image, or its luma in [0, 1] for luma-in nets."""
@@ -70,8 +98,8 @@ class SRPipeline(nn.Module):
         return out
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
-        """SR of an LR batch ``(N, 3, h, w)`` in [0, 1]: ``(N, out_channels, h*scale, w*scale)``, unclamped."""
-        return self.run(self.pad(self.net_input(self.upsample(lr))))
+        """SR of an LR batch ``(N, 3, h, w)`` in [0, 1]: ``(N, 3, h*scale, w*scale)``, unclamped."""
+        return self.colorize(self.run(self.pad(self.net_input(self.upsample(lr)))), lr)
 
 
 def check_net(net: nn.Module, scale: int, side: int = 12) -> None:

@@ -34,7 +34,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.arch import contract
 from src.arch.pipeline import SRPipeline
 from src.degrade import resize_matrix
 from src.devices import DEVICE_CHOICES, describe, select_device
@@ -71,8 +70,9 @@ class BicubicUp(nn.Module):
 
 
 def exported_pipeline(net: nn.Module, scale: int) -> SRPipeline:
-    """The SR pipeline with its bicubic resize as :class:`BicubicUp`, which traces for any image size."""
-    return SRPipeline(net, scale, BicubicUp(scale) if contract.upsample_mode(net) == "bicubic" else None)
+    """The SR pipeline with its bicubic resize (of a pre-upsampling net's input, or of a luma net's
+    chroma) as :class:`BicubicUp`, which traces for any image size."""
+    return SRPipeline(net, scale, BicubicUp(scale) if scale > 1 else None)
 
 
 def export_onnx(ckpt: str | Path, out: str | Path, opset: int = 17) -> Path:
@@ -173,4 +173,3 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"parity: max |onnxruntime - PyTorch on {where}| = {diff:.2g} (<= {PARITY_ATOL})")
     return 0
-

@@ -28,6 +28,7 @@ from src.arch.measure import receptive_radius
 from src.arch.pipeline import SRPipeline
 from src.devices import DTYPES, precision_context
 
+BICUBIC_REACH = 3
 DEFAULT_TILE = 192  # LR px per side: ~0.3 GB of activations for cnn_deep at x2, near full throughput
 # Share of the GPU's free memory a whole-image pass may plan to use: the estimate below leaves out
 # the convolution workspace and the allocator's fragmentation.
@@ -35,12 +36,13 @@ GPU_MEMORY_FRACTION = 0.6
 
 
 def tile_margin(net: nn.Module, scale: int) -> int:
-    """LR pixels of context around a tile: the net's receptive field in LR px (+ the bicubic kernel's
-    reach, 2 LR px, and one for rounding, for a pre-upsampling net)."""
+    """LR pixels of context around a tile: the net's receptive field in LR px, and at least the bicubic
+    kernel's reach (2 LR px, and one for rounding) for the upscale a pre-upsampling net reads or a luma
+    net takes its chroma from."""
     radius = receptive_radius(net, scale)
     if contract.reads_lr(net):
-        return radius
-    return math.ceil(radius / scale) + 3
+        return max(radius, BICUBIC_REACH)
+    return math.ceil(radius / scale) + BICUBIC_REACH
 
 
 def prepare_net(net: nn.Module, device: torch.device | str | None = None) -> nn.Module:
@@ -71,7 +73,8 @@ def sr_whole(net: nn.Module, lr: torch.Tensor, scale: int, precision: str = "fp3
     if w is not None and w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous():
         x = x.contiguous(memory_format=torch.channels_last)
     with precision_context(lr.device, precision):
-        return pipeline.run(x).float()
+        out = pipeline.run(x).float()
+    return pipeline.colorize(out, lr)
 
 
 # The 8 flips/rotations of the square and their inverses, for the self-ensemble.

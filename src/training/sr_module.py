@@ -16,7 +16,8 @@ from src.arch import contract
 from src.arch.measure import macs_per_output_pixel
 from src.arch.pipeline import SRPipeline
 from src.degrade import downscale, to_float, upsample
-from src.metrics import border, y_inputs, y_metrics
+from src.errors import ConfigError
+from src.metrics import border, to_y, y_inputs, y_metrics
 
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"mse": F.mse_loss, "l1": F.l1_loss}
 
@@ -24,6 +25,27 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"mse"
 def _plain(cfg: Mapping[str, Any]) -> dict[str, Any]:
     # Plain containers: the checkpoint stays loadable with torch.load(weights_only=True).
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+
+
+def as_output(pred: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    """The target in the net's output space: the HR image, or its luma (Y/255) for a luma net, whose
+    loss the SRCNN/FSRCNN papers take on the luma alone."""
+    return to_y(hr) / 255 if pred.shape[-3] == 1 and hr.shape[-3] == 3 else hr
+
+
+def _lr_mult_groups(net: torch.nn.Module, lr_mult: dict[str, float]) -> dict[float, list[torch.nn.Parameter]]:
+    """The net's parameters by learning-rate multiplier (1 where no name of ``lr_mult`` matches), in
+    the net's parameter order; a name that matches no parameter stops here, in one line."""
+    names = dict(net.named_parameters())
+    for prefix in lr_mult:
+        if not any(n == prefix or n.startswith(prefix + ".") for n in names):
+            raise ConfigError(f"model.lr_mult: {prefix!r} names no parameter of {type(net).__name__} (its modules: "
+                             f"{sorted({n.split('.')[0] for n in names})})")  # fmt: skip
+    groups: dict[float, list[torch.nn.Parameter]] = {}
+    for n, p in names.items():
+        matches = [k for k in lr_mult if n == k or n.startswith(k + ".")]
+        groups.setdefault(float(lr_mult[max(matches, key=len)]) if matches else 1.0, []).append(p)
+    return groups
 
 
 class SRModule(pl.LightningModule):
@@ -41,6 +63,8 @@ class SRModule(pl.LightningModule):
         degradation: the run's degradation config (``conf/degradation/``), kept in the checkpoint so a
             model file can say what LR it was trained on; batches bring their LR when it is not bicubic.
         noise_level: waifu2x's noise level (0-3) the run trains for, kept in the checkpoint (``upscale --noise``).
+        lr_mult: learning-rate multipliers by the name of a net's submodule or parameter (``{deconv: 0.1}``);
+            the longest matching name wins, the rest train at the optimizer's rate.
     """
 
     def __init__(
@@ -55,6 +79,7 @@ class SRModule(pl.LightningModule):
         scheduler: Callable[..., Any] | None = None,
         degradation: Mapping[str, Any] | None = None,
         noise_level: int | None = None,
+        lr_mult: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__()
         net = _plain(net)
@@ -73,6 +98,7 @@ class SRModule(pl.LightningModule):
         self.compile_net = compile
         self.optimizer = optimizer
         self.scheduler = scheduler
+        self.lr_mult = _lr_mult_groups(self.net, dict(lr_mult or {}))
         self.params = sum(p.numel() for p in self.net.parameters())
         self.macs_per_pixel = macs_per_output_pixel(self.net, scale)
         if channels_last:
@@ -115,7 +141,8 @@ class SRModule(pl.LightningModule):
         # Unpadded: a valid-padding net learns only from pixels it sees whole; the target loses its border.
         o = self.pipeline.offset * contract.net_factor(self.net, self.scale)
         target = hr[..., o : hr.shape[-2] - o, o : hr.shape[-1] - o] if o else hr
-        loss = self.loss_fn(self.pipeline.run(x).float(), target)
+        pred = self.pipeline.run(x).float()
+        loss = self.loss_fn(pred, as_output(pred, target))
         # The epoch mean accumulates on the device; Lightning's per-call logging bookkeeping (and the
         # progress bar's read of the value, a host sync on GPU) runs only at the logging interval.
         self._loss_sum += loss.detach()
@@ -139,7 +166,7 @@ class SRModule(pl.LightningModule):
     def _eval_step(self, batch: torch.Tensor, stage: str, metrics, bicubic_metrics) -> None:
         x, bicubic, hr = self.degrade(batch)
         pred = self(x).float()
-        self.log(f"{stage}/loss", self.loss_fn(pred, hr), batch_size=1, sync_dist=True)
+        self.log(f"{stage}/loss", self.loss_fn(pred, as_output(pred, hr)), batch_size=1, sync_dist=True)
         # SSIM's Gaussian filter is a conv: under bf16 autocast it would lose ~0.2 SSIM of accuracy.
         with torch.autocast(hr.device.type, enabled=False):
             metrics.update(*y_inputs(pred, hr, border(self.scale)))
@@ -172,7 +199,10 @@ class SRModule(pl.LightningModule):
             m.reset()
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer(params=self.parameters())
+        groups = [{"params": ps, "lr_mult": m} for m, ps in self.lr_mult.items()]
+        optimizer = self.optimizer(params=groups if len(groups) > 1 else self.parameters())
+        for group in optimizer.param_groups:  # before the schedule reads each group's initial rate
+            group["lr"] *= group.get("lr_mult", 1.0)
         if self.scheduler is None:
             return optimizer
         scheduler = self.scheduler(optimizer=optimizer, total_steps=int(self.trainer.estimated_stepping_batches))

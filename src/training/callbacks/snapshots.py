@@ -10,6 +10,7 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 from PIL import Image
 
+from src.arch.pipeline import luma_to_rgb
 from src.degrade import downscale
 from src.degrade.draws import VAL, rng_for
 from src.metrics import to_int
@@ -53,8 +54,8 @@ class Snapshots(pl.Callback):
         pl_module.eval()
         with torch.no_grad():
             batch = self._hr.to(pl_module.device)
-            x, _, hr = pl_module.degrade(batch if self._lr is None else (batch, self._lr.to(pl_module.device)))
-            sr = pl_module(x)
+            x, bicubic, hr = pl_module.degrade(batch if self._lr is None else (batch, self._lr.to(pl_module.device)))
+            sr = luma_to_rgb(pl_module(x).float(), bicubic)
         pl_module.train(was_training)
         self.dirpath.mkdir(parents=True, exist_ok=True)
         if not (self.dirpath / "hr.png").exists():
