@@ -13,7 +13,7 @@ from src.data.images import ImageError, load_many, load_rgb
 from src.data.patches import EpochBatchSampler, EvalImages, PatchBatches
 from src.data.sample import SAMPLE_PHOTOS, sample_splits
 from src.data.splits import assign_splits, split_folder
-from src.errors import DataError
+from src.errors import ConfigError, DataError
 
 
 def test_load_rgb_modes(tmp_path):
@@ -177,6 +177,20 @@ def test_datamodule_end_to_end(photo_dir):
     batch = next(iter(dm.train_dataloader()))
     assert batch.shape == (8, 32, 32, 3) and batch.dtype == torch.uint8
     assert next(iter(dm.val_dataloader())).shape == (1, 96, 96, 3)
+
+
+def test_rescaled_copies_join_the_train_split_only(photo_dir):
+    # The FSRCNN paper's augmentation: each training photo again at 0.9 ... 0.6 of its size.
+    kw = dict(scale=2, patch_size=48, patches_per_image=4, batch_size=8, eval_crop=None, num_workers=0, cut_mb=1, seed=0)
+    plain = SRDataModule.from_folder(str(photo_dir), 0.2, 0.2, **kw)
+    dm = SRDataModule.from_folder(str(photo_dir), 0.2, 0.2, rescales=[0.75, 0.4], **kw)
+    n = len(plain.names["train"])
+    assert dm.names["train"][:n] == plain.names["train"]
+    assert dm.names["train"][n:] == [f"{x}@0.75" for x in plain.names["train"]]  # the 38 px copies: under the patch
+    assert tuple(dm.images["train"].shapes[n]) == (72, 72) and len(dm.images["train"]) == 2 * n
+    assert [im.shape for im in dm.images["val"]] == [im.shape for im in plain.images["val"]]
+    with pytest.raises(ConfigError, match=r"data.rescales=\[1.5\]: each factor must be between 0 and 1"):
+        SRDataModule.from_folder(str(photo_dir), 0.2, 0.2, rescales=[1.5], **kw)
 
 
 def test_restored_position_continues_the_epoch_once(photo_dir):

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader
 
 from src.data.crops import CropPlans, FlatImages
@@ -31,6 +33,13 @@ from src.errors import ConfigError, DataError
 log = logging.getLogger(__name__)
 
 
+def rescaled(image: np.ndarray, factor: float) -> np.ndarray:
+    """An ``(H, W, 3)`` uint8 photo downscaled by ``factor``: Pillow's antialiased bicubic."""
+    h, w = image.shape[:2]
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BICUBIC))
+
+
 class SRDataModule(pl.LightningDataModule):
     """Photos split into train/val/test (``splits``: split name -> image paths), decoded once into memory.
 
@@ -46,6 +55,8 @@ class SRDataModule(pl.LightningDataModule):
         seed: base of every random crop and degradation draw, so runs with the same seed see the same patches.
         degradation: how LR images are made (``conf/degradation/``); ``None`` or one with ``on_device``
             (bicubic): on the training device, by ``SRModule``; any other: in the loaders, on the CPU.
+        rescales: train also on each training photo downscaled by these factors (< 1), as extra images
+            (the FSRCNN paper's augmentation: 0.9, 0.8, 0.7, 0.6); copies smaller than a patch are left out.
     """
 
     def __init__(
@@ -60,8 +71,12 @@ class SRDataModule(pl.LightningDataModule):
         cut_mb: float,
         seed: int,
         degradation: Degradation | None = None,
+        rescales: list[float] | None = None,
     ) -> None:
         super().__init__()
+        self.rescales = [float(f) for f in rescales or []]
+        if any(not 0 < f < 1 for f in self.rescales):
+            raise ConfigError(f"data.rescales={list(rescales)}: each factor must be between 0 and 1 (a downscale)")
         self.splits = {k: [Path(p) for p in v] for k, v in splits.items()}
         self.scale = scale
         self.patch_size = patch_size
@@ -124,6 +139,8 @@ class SRDataModule(pl.LightningDataModule):
             prepare(photos, path, max_side=max_side)
         min_sizes = {"train": kwargs["patch_size"], "val": 2 * kwargs["scale"], "test": 2 * kwargs["scale"]}
         module = cls({}, **kwargs)
+        if module.rescales:
+            raise ConfigError("data.rescales: not with data=store (its photos are memory-mapped as prepared); use data=folder")
         # Filled here, so setup() has nothing to decode.
         module.images = dict(open_store(path, min_sizes))
         module.names = {split: images.names for split, images in module.images.items()}
@@ -149,9 +166,14 @@ class SRDataModule(pl.LightningDataModule):
         log.info("images: %s", {k: len(v) for k, v in self.images.items()})
 
     def _keep(self, split: str, images: list, paths: list[Path]) -> None:
+        names = [p.stem for p in paths]
+        if split == "train" and self.rescales:
+            copies = [(f"{n}@{f:g}", rescaled(im, f)) for f in self.rescales for n, im in zip(names, images, strict=True)]
+            copies = [(n, im) for n, im in copies if min(im.shape[:2]) >= self.patch_size]
+            names, images = names + [n for n, _ in copies], images + [im for _, im in copies]
         # The train split as one flat buffer, the layout the batched cropper reads (a store's already is).
         self.images[split] = FlatImages(images) if split == "train" else images
-        self.names[split] = [p.stem for p in paths]
+        self.names[split] = names
 
     def train_dataloader(self) -> DataLoader:
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
