@@ -64,6 +64,9 @@ def test_lr_mult_gives_the_named_layers_their_own_rate_under_the_schedule():
     assert rate[id(m.net.body[0].weight)] == pytest.approx(2e-3)
     assert rate[id(m.net.body[2].weight)] == pytest.approx(1e-3)  # body.2 is not body.0's
     assert sum(len(g["params"]) for g in opt.param_groups) == len(list(m.net.parameters()))
+    tiny = {"_target_": "src.arch.FSRCNN", "d": 8, "s": 4, "m": 1}
+    every = make_module(net=tiny, scale=3, lr_mult={"body": 0.5, "deconv": 0.5})  # one rate, not the optimizer's
+    assert all(g["lr"] == pytest.approx(5e-4) for g in every.configure_optimizers().param_groups)
 
 
 def test_lr_mult_naming_no_layer_is_one_line():

@@ -98,7 +98,7 @@ class SRModule(pl.LightningModule):
         self.compile_net = compile
         self.optimizer = optimizer
         self.scheduler = scheduler
-        self.lr_mult = _lr_mult_groups(self.net, dict(lr_mult or {}))
+        self.lr_groups = _lr_mult_groups(self.net, dict(lr_mult or {}))
         self.params = sum(p.numel() for p in self.net.parameters())
         self.macs_per_pixel = macs_per_output_pixel(self.net, scale)
         if channels_last:
@@ -199,8 +199,8 @@ class SRModule(pl.LightningModule):
             m.reset()
 
     def configure_optimizers(self) -> Any:
-        groups = [{"params": ps, "lr_mult": m} for m, ps in self.lr_mult.items()]
-        optimizer = self.optimizer(params=groups if len(groups) > 1 else self.parameters())
+        groups = [{"params": ps, "lr_mult": m} for m, ps in self.lr_groups.items()]
+        optimizer = self.optimizer(params=groups if set(self.lr_groups) != {1.0} else self.parameters())
         for group in optimizer.param_groups:  # before the schedule reads each group's initial rate
             group["lr"] *= group.get("lr_mult", 1.0)
         if self.scheduler is None:
