@@ -71,7 +71,7 @@ def test_a_luma_net_trains_and_upscales_photos_in_colour(tmp_path):
     assert main([str(tmp_path / "p.png"), "--ckpt", read_summary(run)["checkpoint"], "--out", str(tmp_path / "o.png")]) == 0
     sr = torch.from_numpy(np.asarray(Image.open(tmp_path / "o.png"), dtype=np.float32) / 255).permute(2, 0, 1)[None]
     bicubic = upsample(torch.from_numpy(np.asarray(photo, dtype=np.float32) / 255).permute(2, 0, 1)[None], 3, "bicubic")
-    assert sr.shape == bicubic.shape == (1, 3, 90, 81)
+    assert sr.shape == bicubic.shape == (1, 3, 81, 90)
     # Colour from the bicubic upscale: R-G and B-G (luma-free) within 8-bit rounding of it.
     diff = (sr - sr[:, 1:2]) - (bicubic - bicubic[:, 1:2])
     assert diff.abs().max() < 3 / 255 and (sr[:, 0] - sr[:, 1]).abs().max() > 0.1
