@@ -75,7 +75,7 @@ def write_battery(d: Path, size: tuple[int, int] = (120, 100)) -> dict[str, str]
     exif = photo.getexif()
     exif[0x0112] = 6  # displayed rotated by 90 degrees
     photo.save(d / "exif_rotated.jpg", exif=exif)
-    Image.new("RGB", (4000, 3000), (90, 140, 200)).save(d / "huge_valid.png")  # 12 MP: big, legal
+    Image.new("RGB", (2400, 1800), (90, 140, 200)).save(d / "huge_valid.png")  # 4.3 MP: big, legal
     low_bytes = np.random.default_rng(3).integers(0, 256, (size[1], size[0], 3), dtype=np.uint16)
     high_bytes = np.asarray(synthetic_photo(size, seed=9), dtype=np.uint16)  # another photo: not a duplicate to prepare
     png16(d / "rgb16.png", high_bytes * 256 + low_bytes)  # real 16-bit levels

@@ -439,7 +439,7 @@ def test_skip_existing_reruns_the_bad_image_battery(tmp_path, capsys):
     # names the bad files again (they have no output to skip).
     d = tmp_path / "battery"
     kinds = write_battery(d)
-    (d / "huge_valid.png").unlink()  # 12 MP: tested by tests/test_bad_images.py, too slow to run twice here
+    (d / "huge_valid.png").unlink()  # big: tested by tests/test_bad_images.py, too slow to run twice here
     del kinds["huge_valid.png"]
     ckpt = make_ckpt(tmp_path / "tiny.ckpt")
     args = [str(d), "--ckpt", str(ckpt), "--out", str(tmp_path / "out"), "--suffix", "_s", "--skip-existing"]
