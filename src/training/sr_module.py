@@ -37,13 +37,17 @@ def _lr_mult_groups(net: torch.nn.Module, lr_mult: dict[str, float]) -> dict[flo
     """The net's parameters by learning-rate multiplier (1 where no name of ``lr_mult`` matches), in
     the net's parameter order; a name that matches no parameter stops here, in one line."""
     names = dict(net.named_parameters())
+
+    def under(name: str, prefix: str) -> bool:
+        return name == prefix or name.startswith(prefix + ".")
+
     for prefix in lr_mult:
-        if not any(n == prefix or n.startswith(prefix + ".") for n in names):
+        if not any(under(n, prefix) for n in names):
             raise ConfigError(f"model.lr_mult: {prefix!r} names no parameter of {type(net).__name__} (its modules: "
                              f"{sorted({n.split('.')[0] for n in names})})")  # fmt: skip
     groups: dict[float, list[torch.nn.Parameter]] = {}
     for n, p in names.items():
-        matches = [k for k in lr_mult if n == k or n.startswith(k + ".")]
+        matches = [k for k in lr_mult if under(n, k)]
         groups.setdefault(float(lr_mult[max(matches, key=len)]) if matches else 1.0, []).append(p)
     return groups
 
