@@ -9,7 +9,7 @@
 (a) bare: the same net (built from the same config), batch, patch size, Adam, threads and precision;
     uint8 HR batches already in memory (on the device), degraded on the device with the same
     ``src.degrade`` calls as ``SRModule.degrade``; forward+loss under autocast as Lightning does.
-(b) srlab: conf/train.yaml composed with hydra.compose and instantiated like src/training/train.py (default
+(b) srlab: conf/train.yaml composed with hydra.compose and instantiated like src/training/fit.py (default
     callbacks, CSV logger in a temp dir, default progress bar), validation off for the timed part.
 
 Each repeat runs (a) then (b) (order alternating between repeats), each for ``--warmup`` untimed steps
@@ -165,7 +165,7 @@ def cover_steps(datamodule, steps_total: int) -> None:
 
 
 def build_srlab(cfg):
-    """Model, datamodule, callbacks and loggers, instantiated the way src/training/train.py does it."""
+    """Model, datamodule, callbacks and loggers, instantiated the way src/training/fit.py does it."""
     datamodule = hydra.utils.instantiate(cfg.data)
     model = hydra.utils.instantiate(
         cfg.model,

@@ -72,6 +72,13 @@ def select_device(spec: str | None = "auto", option: str = "--device") -> torch.
     return torch.device("cuda", i)
 
 
+def device_name(device: torch.device) -> str:
+    """What a run's summary calls its device: the GPU's name, ``mps``, or ``cpu``."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return device.type
+
+
 def default_precision(device: torch.device) -> str:
     """The fastest precision within 0.02 dB of fp32 on ``device`` (see the module docstring)."""
     if device.type == "cuda":

@@ -1,5 +1,7 @@
 """Errors a user can fix: entry points print them as one line and exit with status 2."""
 
+import sys
+
 
 class SrlabError(Exception):
     """Base class: the message names the file or option and what is wrong with it."""
@@ -19,11 +21,12 @@ class OutputError(SrlabError):
 
 def user_error(exc: BaseException) -> BaseException | None:
     """The user-fixable error behind ``exc`` (Hydra wraps errors raised while instantiating), if any."""
-    from lightning.fabric.utilities.exceptions import MisconfigurationException
-
+    # Lightning's own config errors count too; where Lightning was never imported, none was raised.
+    lightning_errors = sys.modules.get("lightning.fabric.utilities.exceptions")
+    kinds = (SrlabError, lightning_errors.MisconfigurationException) if lightning_errors else (SrlabError,)
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, (SrlabError, MisconfigurationException)):
+        if isinstance(seen, kinds):
             return seen
         seen = seen.__cause__ or seen.__context__
     return None

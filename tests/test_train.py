@@ -117,7 +117,7 @@ def test_default_run_dirs_never_collide(tmp_path):
 def test_init_from_another_scale_and_depth_copies_the_shared_layers():
     from src.arch import EDSR
     from src.errors import ConfigError
-    from src.training.train import start_from
+    from src.training.fit import start_from
 
     torch.manual_seed(0)
     x4, x2 = EDSR(4, blocks=3, features=8), EDSR(2, blocks=2, features=8)

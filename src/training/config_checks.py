@@ -16,7 +16,7 @@ from src.arch.pipeline import check_net
 from src.degrade.degradations import NOISE_LEVELS, Degradation, build_degradation
 from src.errors import ConfigError
 from src.safe_write import check_writable, unwritable_reason
-from src.training.sr_module import LOSSES
+from src.training.losses import LOSSES
 
 SCALES = (1, 2, 3, 4)  # 1: a denoiser (JPEG or noise removal at the same size)
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MaxMetric
 
@@ -18,8 +17,7 @@ from src.arch.pipeline import SRPipeline
 from src.degrade import downscale, to_float, upsample
 from src.errors import ConfigError
 from src.metrics import border, to_y, y_inputs, y_metrics
-
-LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"mse": F.mse_loss, "l1": F.l1_loss}
+from src.training.losses import LOSSES
 
 
 def _plain(cfg: Mapping[str, Any]) -> dict[str, Any]:

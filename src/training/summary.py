@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightning.pytorch as pl
 from omegaconf import DictConfig
 
 from src.degrade.degradations import build_degradation
-from src.training.callbacks.fit_timer import FitTimer, device_name
+from src.devices import device_name
+
+if TYPE_CHECKING:  # the app writes and prints summaries before it imports Lightning (src/training/train.py)
+    import lightning.pytorch as pl
+
+    from src.training.callbacks.fit_timer import FitTimer
 
 
 def metric(metrics: dict[str, Any], key: str) -> float:

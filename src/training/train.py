@@ -1,4 +1,5 @@
-"""Train one SR net, test its best checkpoint, write summary.json and print a result table.
+"""Train one SR net, test its best checkpoint, write summary.json and print a result table (the Hydra
+app: config checks, resume and sweep re-launches, errors; the fit itself: src/training/fit.py).
 
 python -m src.train                                   # cnn_deep on the embedded sample photos
 python -m src.train model=cnn_small trainer.max_epochs=5 optimizer.lr=1e-4
@@ -13,45 +14,22 @@ import json
 import logging
 import os
 import sys
-import warnings
 from pathlib import Path
-from typing import Any
 
 import hydra
-import lightning.pytorch as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
-from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src import CONF_DIR
 from src.errors import ConfigError, user_error
 from src.inference.checkpoint import LoadedModel, load_checkpoint, load_model
-from src.training.callbacks.fit_timer import FitTimer
 from src.training.config_checks import check_train_config
-from src.training.run_context import (
-    in_ray_job,
-    is_multirun,
-    prepare_ddp_launch,
-    register_resolvers,
-    resume_state,
-    sweep_name,
-    upgrade_targets,
-)
-from src.training.summary import format_summary, run_summary, write_summary
-from src.training.wandb_logger import finish_run, prepare_run, saved_run_id
+from src.training.run_context import in_ray_job, is_multirun, register_resolvers, resume_state, upgrade_targets
+from src.training.summary import format_summary, write_summary
+from src.training.wandb_logger import saved_run_id
 
 log = logging.getLogger(__name__)
-
-
-def _quiet_library_noise() -> None:
-    # Notices that say nothing about this run: the CSV logger shares the run dir with Hydra's files
-    # by design, Lightning advertises a cloud logger, and a deprecation inside Lightning itself.
-    warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")
-    # Our loader position travels in the DataModule's state instead (see SRDataModule.state_dict).
-    warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda r: "litlogger" not in r.getMessage())
 
 
 def _check_before_work(cfg: DictConfig) -> LoadedModel | None:
@@ -69,81 +47,6 @@ def _check_before_work(cfg: DictConfig) -> LoadedModel | None:
         init = load_model(None, cfg.model.name, cfg.data.scale) if cfg.init == "bundled" else load_checkpoint(cfg.init)
         _same_model(init, cfg, f"init={cfg.init}", any_scale=True)
     return init
-
-
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit, test, and return the run's summary (also written to ``<run dir>/summary.json``)."""
-    init = _check_before_work(cfg)
-    _quiet_library_noise()
-    pl.seed_everything(cfg.seed, workers=True)
-    out_dir = Path(cfg.paths.output_dir)
-    datamodule = hydra.utils.instantiate(cfg.data)
-    model = hydra.utils.instantiate(
-        cfg.model,
-        optimizer=hydra.utils.instantiate(cfg.optimizer),
-        scheduler=hydra.utils.instantiate(cfg.scheduler) if cfg.scheduler else None,
-    )
-    if init is not None:
-        fresh = start_from(model.net, init.net, f"init={cfg.init}")
-        log.info("starting from the weights of %s%s", init.path, f" (fresh: {', '.join(fresh)})" if fresh else "")
-    # Lightning refuses a progress-bar callback when the bar is switched off.
-    callbacks = [
-        hydra.utils.instantiate(c)
-        for name, c in cfg.callbacks.items()
-        if name != "progress_bar" or cfg.trainer.get("enable_progress_bar", True)
-    ]
-    loggers = [hydra.utils.instantiate(c) for c in cfg.logger.values()]
-    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    if trainer.world_size > 1:
-        prepare_ddp_launch(out_dir)
-    extra = {"params": model.params, "macs_per_pixel": model.macs_per_pixel, "sweep": sweep_name() if is_multirun() else None,
-             "world_size": trainer.world_size}  # fmt: skip
-    for lg in loggers:
-        if isinstance(lg, WandbLogger):
-            prepare_run(lg, cfg, out_dir, extra)
-        else:
-            lg.log_hyperparams(extra)
-
-    # weights_only: Lightning would otherwise unpickle the resumed file with arbitrary code allowed.
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
-    if "last_checkpoint" in cfg.callbacks:
-        # The periodic last.ckpt may predate the final steps: make it the final (full, resumable) state.
-        trainer.save_checkpoint(Path(cfg.callbacks.last_checkpoint.dirpath) / "last.ckpt", weights_only=False)
-    fit_metrics = dict(trainer.callback_metrics)
-    timer = next((c for c in callbacks if isinstance(c, FitTimer)), None)
-
-    test_metrics: dict[str, Any] = {}
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    if cfg.test:
-        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True)
-        test_metrics = dict(trainer.callback_metrics)
-
-    summary = run_summary(cfg, trainer, model, fit_metrics, test_metrics, timer, best)
-    for lg in loggers:
-        if isinstance(lg, WandbLogger):
-            summary |= {"wandb_run_id": lg.version, "wandb_group": getattr(lg.experiment, "group", None)}
-    if trainer.is_global_zero:
-        write_summary(out_dir, summary)
-    for lg in loggers:
-        if isinstance(lg, WandbLogger):
-            finish_run(lg, summary)
-        else:
-            lg.finalize("success")
-    return summary
-
-
-def start_from(net: torch.nn.Module, source: torch.nn.Module, option: str) -> list[str]:
-    """Copy into ``net`` every tensor of ``source`` with the same name and shape; the names left fresh.
-
-    The same net at another scale or depth keeps what it shares: a pre-upsampling net all of it, a
-    post-upsampling one all but the upsampler layers whose shapes change (EDSR's x2 from its x4 stage).
-    """
-    own, theirs = net.state_dict(), source.state_dict()
-    shared = {k: v for k, v in theirs.items() if k in own and own[k].shape == v.shape}
-    if not shared:
-        raise ConfigError(f"{option}: no layer of it has the name and shape of one in {type(net).__name__}")
-    net.load_state_dict(shared, strict=False)
-    return sorted(k for k in own if k not in shared)
 
 
 def _same_model(loaded: LoadedModel, cfg: DictConfig, option: str, any_scale: bool = False) -> None:
@@ -196,7 +99,12 @@ def main(cfg: DictConfig) -> float:
         cfg = _continue_where_left(cfg)
         if cfg is None:
             return float("nan")
-        summary = train(cfg)
+        init = _check_before_work(cfg)
+        # Imported once the config has passed its checks: Lightning takes seconds to import, and a bad
+        # option should cost the user none of them.
+        from src.training.fit import fit
+
+        summary = fit(cfg, init)
     except Exception as e:
         cause = user_error(e)
         if int(os.environ.get("LOCAL_RANK", 0)) == 0:

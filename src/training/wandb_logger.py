@@ -8,11 +8,13 @@ import logging
 import os
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
+
+if TYPE_CHECKING:  # the app reads run ids and resolves settings before it imports Lightning (src/training/train.py)
+    from lightning.pytorch.loggers import WandbLogger
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,8 @@ def make_wandb_logger(
     ``mode=None`` reads ``WANDB_MODE`` and defaults to offline. An online run is started here, so a
     server that fails at init is caught now rather than in the middle of ``fit``.
     """
+    from lightning.pytorch.loggers import WandbLogger
+
     mode = mode or os.environ.get("WANDB_MODE") or "offline"
     mode = "offline" if mode == "dryrun" else mode
     if mode not in MODES:

@@ -11,6 +11,8 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from src.devices import device_name
+
 
 def _sync(trainer: pl.Trainer) -> None:
     # GPU work is asynchronous: without a sync the clock stops before the kernels finish.
@@ -20,13 +22,6 @@ def _sync(trainer: pl.Trainer) -> None:
 
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def device_name(device: torch.device) -> str:
-    """What a run's summary calls its device: the GPU's name, ``mps``, or ``cpu``."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return device.type
 
 
 class FitTimer(pl.Callback):
