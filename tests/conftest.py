@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+
+from tests.commands import run_module
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,8 +66,7 @@ def photos(tmp_path_factory) -> Path:
 def run_train(run_dir: Path, *overrides: str, timeout: int = 300) -> subprocess.CompletedProcess:
     """``python -m src.train`` as a user runs it, writing into ``run_dir``."""
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    cmd = [sys.executable, "-m", "src.train", f"hydra.run.dir={run_dir}", *overrides]
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    return run_module("src.train", f"hydra.run.dir={run_dir}", *overrides, env=env, timeout=timeout)
 
 
 def read_summary(run_dir: Path) -> dict:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from tests.conftest import ROOT, read_summary, run_train, synthetic_photo
+from tests.commands import run_module
+from tests.conftest import read_summary, run_train, synthetic_photo
 
 # A plain nn.Module written the natural way: LR in, upsampled inside; its constructor asks for the scale.
 USER_NET = '''
@@ -54,8 +54,7 @@ def _env(user_pkg: Path) -> dict[str, str]:
 
 
 def _run(module: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    return run_module(module, *args, env={**os.environ, **env})
 
 
 def test_a_net_from_the_users_own_package_trains_evaluates_upscales_and_exports(tmp_path, user_pkg, monkeypatch):

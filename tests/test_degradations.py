@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ from src.degrade.draws import Span, rng_for
 from src.errors import ConfigError
 from src.inference.scoring import degraded_lr, scores
 from src.training.sr_module import SRModule
+from tests.commands import run_module
 from tests.conftest import ROOT, read_summary, run_train, synthetic_photo
 
 
@@ -214,8 +214,7 @@ def test_scale_1_trains_a_denoiser(tmp_path, model, name):
 
 # --- src.evaluate on degraded benchmarks ----------------------------------------------------------
 def _evaluate(*overrides: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "src.evaluate", "wandb=null", *overrides]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return run_module("src.evaluate", "wandb=null", *overrides, timeout=120)
 
 
 def test_evaluate_with_jpeg_adds_bicubic_from_the_degraded_lr(tmp_path):

@@ -1,13 +1,12 @@
 """Bad input gets one clear line naming the option or file, never a traceback."""
 
 import os
-import subprocess
-import sys
 
 import pytest
 from PIL import Image
 
-from tests.conftest import ROOT, run_train
+from tests.commands import run_module
+from tests.conftest import run_train
 
 
 def assert_clean_error(res, *needles):
@@ -86,8 +85,7 @@ def test_undecodable_file_is_skipped_and_the_run_goes_on(tmp_path, photo_dir):
 def test_a_bad_option_fails_before_lightning_is_imported(tmp_path):
     # Python's own import log (-X importtime) of the real command: the checks ran on torch alone.
     env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
-    cmd = [sys.executable, "-m", "src.train", f"hydra.run.dir={tmp_path / 'run'}", "data.scale=5"]
-    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    res = run_module("src.train", f"hydra.run.dir={tmp_path / 'run'}", "data.scale=5", env=env, timeout=120, fresh=True)
     assert res.returncode == 2 and "error: data.scale=5: must be one of 1, 2, 3, 4" in res.stderr
     imported = {line.rsplit("|", 1)[-1].strip() for line in res.stderr.splitlines() if line.startswith("import time:")}
     assert "torch" in imported and "src.training.config_checks" in imported

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from src.errors import ConfigError, DataError
 from src.inference.checkpoint import load_checkpoint
 from src.inference.evaluate import evaluate, evaluate_image
 from src.inference.scoring import evaluate_folders, read_hr, score_image
+from tests.commands import run_module
 from tests.conftest import ROOT, synthetic_photo
 from tests.test_checkpoint import make_ckpt
 
@@ -37,8 +37,7 @@ def _config(*overrides: str) -> DictConfig:
 
 
 def _evaluate(*overrides: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "src.evaluate", *overrides]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return run_module("src.evaluate", *overrides, timeout=120)
 
 
 def test_cli_scores_several_sets_to_csv_and_markdown(tmp_path, ckpt):

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -12,6 +9,7 @@ import torch
 from src.inference.checkpoint import BUNDLED_DIR, CheckpointError, bundled_models, load_checkpoint, load_model
 from src.inference.model_file import pack
 from src.inference.tiling import upscale_tensor
+from tests.commands import run_module
 from tests.conftest import read_summary, run_train, synthetic_photo
 from tests.test_checkpoint import make_ckpt
 
@@ -69,8 +67,7 @@ def test_the_bundled_recipe_packs_and_fine_tuning_starts_from_its_weights(tmp_pa
     base = tmp_path / "base"  # the recipe of `make pretrained`, shrunk: data=folder, then packed
     res = run_train(base, "experiment=pretrained", f"data.root={photo_dir}", "model=cnn_small", "debug=fast")
     assert res.returncode == 0, res.stderr[-2000:]
-    pack_cmd = [sys.executable, "-m", "src.model_file", str(base), "--out", str(tmp_path / "m.pt")]
-    pack_res = subprocess.run(pack_cmd, capture_output=True, text=True)
+    pack_res = run_module("src.model_file", str(base), "--out", str(tmp_path / "m.pt"))
     assert pack_res.returncode == 0, pack_res.stderr
     card = torch.load(tmp_path / "m.pt", weights_only=True)["card"]
     assert card["data"] == "photos" and card["recipe"]["steps"] == read_summary(base)["steps"]
@@ -88,7 +85,7 @@ def test_the_bundled_recipe_packs_and_fine_tuning_starts_from_its_weights(tmp_pa
     res = run_train(denoise, "experiment=pretrained_cnn_deep_noise3", "data.scale=1", f"data.root={photo_dir}", "model=cnn_small",
                     "debug=fast", f"init={tmp_path / 'm.pt'}")  # fmt: skip
     assert res.returncode == 0, res.stderr[-2000:]
-    pack_res = subprocess.run([*pack_cmd[:3], str(denoise), "--out", str(tmp_path / "d.pt")], capture_output=True, text=True)
+    pack_res = run_module("src.model_file", str(denoise), "--out", str(tmp_path / "d.pt"))
     assert pack_res.returncode == 0, pack_res.stderr
     loaded = load_checkpoint(tmp_path / "d.pt")
     assert (loaded.scale, loaded.noise_level) == (1, 3) and loaded.card["degradation"]["quality"] == [25, 60]

@@ -4,7 +4,6 @@ import csv
 import os
 import pickle
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,8 @@ import torch
 
 from src.errors import OutputError
 from src.training.checkpoint_io import AtomicCheckpointIO
-from tests.conftest import ROOT, read_summary, run_train
+from tests.commands import run_module
+from tests.conftest import read_summary, run_train
 
 DETERMINISTIC = (
     "debug=fast", "trainer.limit_train_batches=null", "data.patches_per_image=8",
@@ -22,8 +22,7 @@ DETERMINISTIC = (
 
 
 def train_with_env(run_dir: Path, env: dict, *overrides: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "src.train", f"hydra.run.dir={run_dir}", *overrides]
-    return subprocess.run(cmd, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
+    return run_module("src.train", f"hydra.run.dir={run_dir}", *overrides, env={**os.environ, **env})
 
 
 def fit_timer_state(ckpt: Path) -> dict:
@@ -103,16 +102,14 @@ def test_kill_during_checkpoint_save_keeps_the_previous_one(tmp_path, monkeypatc
 
 def test_relaunched_sweep_skips_finished_jobs_and_resumes_unfinished_ones(tmp_path):
     sweep = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "src.train", "-m", f"hydra.sweep.dir={sweep}", "model=cnn_small,cnn_medium", "debug=fast",
-           "trainer.limit_train_batches=6", "callbacks.last_checkpoint.every_n_train_steps=2",
-           "+callbacks.kill._target_=tests.crash.KillAtStep"]  # fmt: skip
-    env = {**os.environ, "SRLAB_KILL_AT_STEP": "3", "SRLAB_KILL_IN": "1_cnn_medium"}
-    first = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    args = ("-m", f"hydra.sweep.dir={sweep}", "model=cnn_small,cnn_medium", "debug=fast", "trainer.limit_train_batches=6",
+            "callbacks.last_checkpoint.every_n_train_steps=2", "+callbacks.kill._target_=tests.crash.KillAtStep")  # fmt: skip
+    first = run_module("src.train", *args, env={**os.environ, "SRLAB_KILL_AT_STEP": "3", "SRLAB_KILL_IN": "1_cnn_medium"})
     assert first.returncode == -9
     done = sweep / "0_cnn_small" / "summary.json"
     assert read_summary(sweep / "0_cnn_small")["status"] == "completed" and not (sweep / "1_cnn_medium" / "summary.json").exists()
     stamp = done.stat().st_mtime_ns
-    again = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=300)
+    again = run_module("src.train", *args)
     assert again.returncode == 0, again.stderr[-3000:]
     assert done.stat().st_mtime_ns == stamp  # the finished job was not run again
     log = again.stdout + again.stderr

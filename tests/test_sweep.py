@@ -7,7 +7,6 @@ import math
 import os
 import sqlite3
 import subprocess
-import sys
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -19,13 +18,13 @@ from PIL import Image
 
 from src.report.report import main as report_main
 from src.report.runs import Run, mark_shared_devices
-from tests.conftest import ROOT, read_summary, run_train
+from tests.commands import run_module
+from tests.conftest import read_summary, run_train
 
 
 def run_sweep(sweep_dir: Path, *overrides: str, timeout: int = 400) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    cmd = [sys.executable, "-m", "src.train", "-m", f"hydra.sweep.dir={sweep_dir}", *overrides]
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    return run_module("src.train", "-m", f"hydra.sweep.dir={sweep_dir}", *overrides, env=env, timeout=timeout)
 
 
 def assert_real_image(path: Path) -> None:
@@ -95,8 +94,9 @@ def wandb_inspect(run_dir: Path) -> dict:
     """What W&B itself stored for an offline run, read by W&B's own reader: config, summary, and the run
     record (group, tags, job type)."""
     def leet(*args: str) -> str:
-        return subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", *args, str(run_dir)],
-                              capture_output=True, text=True, check=True).stdout  # fmt: skip
+        res = run_module("wandb", "leet", "inspect", *args, str(run_dir))
+        assert res.returncode == 0, res.stderr[-2000:]
+        return res.stdout
 
     summary = json.loads(leet("--summary", "--json"))
     records = leet("--json").splitlines()
@@ -255,10 +255,9 @@ def test_optuna_search_is_resumable(tmp_path):
 def train_online(run_dir: Path, home: Path, **env_vars: str) -> subprocess.CompletedProcess:
     """A debug run asked to log online, with no W&B variables but ``env_vars`` and an empty home (no netrc)."""
     home.mkdir()
-    cmd = [sys.executable, "-m", "src.train", f"hydra.run.dir={run_dir}", "model=cnn_small", "debug=fast",
-           "logger=default", "logger.wandb.mode=online"]  # fmt: skip
+    args = (f"hydra.run.dir={run_dir}", "model=cnn_small", "debug=fast", "logger=default", "logger.wandb.mode=online")
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB")} | {"HOME": str(home), "WANDB_SILENT": "true"}
-    return subprocess.run(cmd, cwd=ROOT, env=env | env_vars, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)  # noqa: E501
+    return run_module("src.train", *args, env=env | env_vars, timeout=180)
 
 
 def assert_fell_back_offline(res: subprocess.CompletedProcess, run_dir: Path, reason: str) -> None:
@@ -307,8 +306,8 @@ def test_wandb_server_that_rejects_the_key_or_fails_falls_back_in_one_line(tmp_p
 
 def test_wandb_mode_comes_from_the_environment(tmp_path):
     env = {**os.environ, "WANDB_MODE": "disabled", "WANDB_SILENT": "true"}
-    cmd = [sys.executable, "-m", "src.train", f"hydra.run.dir={tmp_path}", "model=cnn_small", "debug=fast", "logger=default"]
-    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    args = (f"hydra.run.dir={tmp_path}", "model=cnn_small", "debug=fast", "logger=default")
+    res = run_module("src.train", *args, env=env, timeout=180)
     assert res.returncode == 0, res.stderr[-3000:]
     assert read_summary(tmp_path)["status"] == "completed"
     assert not list(tmp_path.glob("wandb/*run-*"))  # WANDB_MODE=disabled: no W&B run written

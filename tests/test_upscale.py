@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import struct
-import subprocess
 import sys
 import zlib
 from pathlib import Path
@@ -22,7 +21,8 @@ from src.devices import default_precision, describe
 from src.inference.checkpoint import BUNDLED_DIR, load_checkpoint
 from src.inference.upscale import Photo, main, read_photo, upscale_photo
 from tests.bad_images import png16, png_bit_depth, write_battery
-from tests.conftest import ROOT, synthetic_photo
+from tests.commands import run_module
+from tests.conftest import synthetic_photo
 from tests.test_checkpoint import make_ckpt
 
 
@@ -118,8 +118,7 @@ def test_cli_refuses_malicious_checkpoint(tmp_path):
     torch.save({"hyper_parameters": _Evil(str(marker))}, tmp_path / "evil.ckpt")
     synthetic_photo((12, 12), seed=0).save(tmp_path / "p.png")
     evil = tmp_path / "evil.ckpt"
-    cmd = [sys.executable, "-m", "src.upscale", str(tmp_path / "p.png"), "--ckpt", str(evil), "--out", str(tmp_path)]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = run_module("src.upscale", str(tmp_path / "p.png"), "--ckpt", str(evil), "--out", str(tmp_path), timeout=120)
     assert proc.returncode == 2 and not marker.exists()
     assert proc.stderr.strip().count("\n") == 0 and "evil.ckpt" in proc.stderr and "refused" in proc.stderr
 
@@ -335,8 +334,8 @@ def test_cli_unavailable_device_exit_status(tmp_path, ckpt):
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
     _photos(tmp_path / "in", 1)
-    cmd = [sys.executable, "-m", "src.upscale", str(tmp_path / "in"), "--ckpt", str(ckpt), "--out", str(tmp_path / "o")]
-    proc = subprocess.run([*cmd, "--device", "cuda"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    args = (str(tmp_path / "in"), "--ckpt", str(ckpt), "--out", str(tmp_path / "o"), "--device", "cuda")
+    proc = run_module("src.upscale", *args, timeout=120)
     assert proc.returncode == 2 and _error_lines(proc.stderr) == [proc.stderr.strip()] and "--device=cuda" in proc.stderr
     assert proc.stdout == "" and not (tmp_path / "o").exists()
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import pytest
 from PIL import Image
 
-from tests.conftest import ROOT, read_summary, run_train, synthetic_photo
+from tests.commands import run_module
+from tests.conftest import read_summary, run_train, synthetic_photo
 
 
 def _run(module: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return run_module(module, *args, env=env)
 
 
 @pytest.mark.parametrize(("model", "scale"), [("espcn", 2), ("fsrcnn", 3), ("edsr_baseline", 4)])
