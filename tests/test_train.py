@@ -130,3 +130,15 @@ def test_init_from_another_scale_and_depth_copies_the_shared_layers():
         assert torch.equal(v, before[k] if k in fresh else theirs[k]), k
     with pytest.raises(ConfigError, match=r"^init=x4.pt: no layer of it has the name and shape of one in EDSR"):
         start_from(EDSR(2, channels=1, blocks=1, features=4), x4, "init=x4.pt")
+
+
+def test_a_run_that_ends_on_max_steps_mid_epoch_is_validated_at_its_last_step(tmp_path, photo_dir):
+    # Lightning validates at an epoch's end, on max_time and on an early stop, but not on max_steps.
+    run = tmp_path / "run"
+    res = run_train(run, "model=cnn_small", "debug=fast", "data=folder", f"data.root={photo_dir}",
+                    "trainer.limit_train_batches=null", "trainer.max_epochs=3", "+trainer.max_steps=5")  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = read_summary(run)
+    assert summary["steps"] == 5
+    assert torch.load(summary["checkpoint"], weights_only=True)["global_step"] == 5  # the best: validated at step 5
+    assert math.isfinite(summary["val_loss"])
