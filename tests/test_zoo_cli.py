@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -39,7 +40,10 @@ def test_reference_net_trains_evaluates_upscales_and_exports(tmp_path, model, sc
         assert up.returncode == 0, up.stderr[-2000:]
         sizes[tile] = Image.open(tmp_path / f"up{tile}" / f"odd_x{scale}.png")
     assert sizes["0"].size == (53 * scale, 41 * scale)
-    assert sizes["0"].tobytes() == sizes["9"].tobytes()  # tiles in LR space reproduce the whole image
+    # Tiles in LR space reproduce the whole image: in float to < 1e-5 (tests/test_reference_nets.py), so
+    # the 8-bit files differ at most by one level, where a value sits on a rounding boundary.
+    whole, tiled = (np.asarray(sizes[t], dtype=np.int16) for t in ("0", "9"))
+    assert np.abs(whole - tiled).max() <= 1 and (whole != tiled).mean() < 1e-3
 
     ex = _run("src.export", "--ckpt", ckpt, "--out", str(tmp_path / "m.onnx"), "--device", "cpu")
     assert ex.returncode == 0, ex.stderr[-2000:]
