@@ -1,8 +1,9 @@
 """The SR literature's evaluation protocol: 8-bit output, BT.601 luma, ``scale`` pixels shaved (none at scale 1).
 
 PSNR (peak 255) and SSIM (11x11 Gaussian, sigma 1.5, filtered 'valid' as MATLAB's ``ssim``), per
-image, averaged over images. Training's val/test metrics (``y_metrics``) and ``src.evaluate`` share
-these functions, so a run's ``test/ssim_y`` and ``python -m src.evaluate`` agree on the same images.
+image, averaged over images. Training's val/test metrics (``src/training/metrics.py``) and
+``src.evaluate`` share these functions, so a run's ``test/ssim_y`` and ``python -m src.evaluate`` agree
+on the same images. Plain torch: the commands that only upscale or score do not import torchmetrics.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchmetrics import Metric, MetricCollection
-from torchmetrics.image import PeakSignalNoiseRatio
 
 _BT601 = (65.481, 128.553, 24.966)
 
@@ -95,36 +94,6 @@ def psnr(a: torch.Tensor, b: torch.Tensor, peak: float = 255.0) -> float:
     return math.inf if mse == 0 else 10 * math.log10(peak**2 / mse)
 
 
-class SSIMValid(Metric):
-    """:func:`ssim_per_image` averaged over images, accumulated on the device (no host sync per update)."""
-
-    full_state_update = False
-    higher_is_better = True
-
-    def __init__(self, data_range: float = 255.0) -> None:
-        super().__init__()
-        self.data_range = data_range
-        self.add_state("total", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
-
-    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
-        self.total += ssim_per_image(preds, target, self.data_range).sum()
-        self.count += preds.shape[0]
-
-    def compute(self) -> torch.Tensor:
-        return (self.total / self.count).float()
-
-
-def y_metrics() -> MetricCollection:
-    """Per-image PSNR-Y / SSIM-Y averaged over images, as the benchmarks (and ``src.evaluate``) report them."""
-    return MetricCollection(
-        {
-            "psnr_y": PeakSignalNoiseRatio(data_range=255.0, reduction="elementwise_mean", dim=(1, 2, 3)),
-            "ssim_y": SSIMValid(data_range=255.0),
-        }
-    )
-
-
 def y_inputs(pred: torch.Tensor, target: torch.Tensor, border: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(pred, target) in [0, 1] -> their shaved 8-bit luma, ready for :func:`y_metrics` (float32)."""
+    """(pred, target) in [0, 1] -> their shaved 8-bit luma, ready for training's ``y_metrics`` (float32)."""
     return shave(to_y(quantize(pred.float())), border), shave(to_y(quantize(target.float())), border)

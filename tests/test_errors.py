@@ -90,3 +90,4 @@ def test_a_bad_option_fails_before_lightning_is_imported(tmp_path):
     imported = {line.rsplit("|", 1)[-1].strip() for line in res.stderr.splitlines() if line.startswith("import time:")}
     assert "torch" in imported and "src.training.config_checks" in imported
     assert not {m for m in imported if m.startswith("lightning.")}, "Lightning was imported before the config was checked"
+    assert "torchmetrics" not in imported, "torchmetrics was imported before the config was checked"

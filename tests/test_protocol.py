@@ -12,7 +12,8 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 from src.data.images import list_images
 from src.degrade import downscale, imresize, resize_matrix, upsample
 from src.inference.scoring import modcrop, read_hr, reference_bicubic, score_image
-from src.metrics import ssim_per_image, ssim_valid, y_inputs, y_metrics
+from src.metrics import ssim_per_image, ssim_valid, y_inputs
+from src.training.metrics import y_metrics
 from tests.conftest import ROOT
 
 SET5 = ROOT.parent / "shared" / "sr_benchmarks" / "Set5"

@@ -16,8 +16,9 @@ from src.arch.measure import macs_per_output_pixel
 from src.arch.pipeline import SRPipeline
 from src.degrade import downscale, to_float, upsample
 from src.errors import ConfigError
-from src.metrics import border, to_y, y_inputs, y_metrics
+from src.metrics import border, to_y, y_inputs
 from src.training.losses import LOSSES
+from src.training.metrics import y_metrics
 
 
 def _plain(cfg: Mapping[str, Any]) -> dict[str, Any]:
