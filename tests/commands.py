@@ -69,7 +69,9 @@ def _can_fork(env: dict[str, str]) -> bool:
     if _server_env is None:
         import torch
 
-        if torch.cuda.is_available():  # a fork server may initialise CUDA, which its forks could not use
+        # A fork server may initialise CUDA, which its forks could not use; off Linux, forking a process
+        # that has imported these libraries is not safe (macOS) or not possible (Windows).
+        if torch.cuda.is_available() or not sys.platform.startswith("linux"):
             _server_env = {}
             return False
         ctx = multiprocessing.get_context("forkserver")
