@@ -23,3 +23,13 @@ def test_a_forked_command_sees_and_does_what_a_new_interpreter_does(tmp_path, ex
 def test_a_variable_read_at_start_gets_a_new_interpreter():
     env = {**os.environ, "OMP_NUM_THREADS": "7" if os.environ.get("OMP_NUM_THREADS") != "7" else "5"}
     assert run_module("tests.command_probe", "0", env=env).stderr.splitlines()[-1] == "new interpreter"
+
+
+@pytest.mark.parametrize("module", ["src.train", "src.evaluate", "src.upscale", "src.export", "src.model_file", "src.report",
+                                    "src.data.prepare"])  # fmt: skip
+def test_each_command_starts_in_a_new_interpreter(module):
+    # The other tests run commands forked after the server's imports, which could hide an import that
+    # works only in that order: here each command imports its own way.
+    res = run_module(module, "--help", fresh=True, timeout=120)
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert "usage:" in res.stdout or "powered by Hydra" in res.stdout
