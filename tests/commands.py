@@ -1,6 +1,6 @@
 """Run a command as a user does, ``python -m <module> <args>``, in a process of its own, quickly.
 
-Every command needs torch, Lightning, Hydra and W&B, whose imports take seconds, and the suite runs
+Every command imports torch, and most Lightning and Hydra, which takes seconds, and the suite runs
 more than a hundred commands. So each command is forked from multiprocessing's fork server, which has
 imported them once per test process; from the fork on it is a process of its own, set up as a new
 interpreter would be: its arguments, environment, working dir, ``sys.path`` (``PYTHONPATH`` included),
@@ -74,12 +74,8 @@ def _can_fork(env: dict[str, str]) -> bool:
         if torch.cuda.is_available() or not sys.platform.startswith("linux"):
             _server_env = {}
             return False
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(PRELOAD)
-        _server_env = dict(os.environ)
-        from multiprocessing import forkserver
-
-        forkserver.ensure_running()
+        multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
+        _server_env = dict(os.environ)  # the server starts with the first command, in this environment
     if not _server_env:
         return False
     keys = {k for k in (*env, *_server_env) if k.startswith(READ_AT_START) and k != "PYTHONPATH"}
