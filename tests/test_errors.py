@@ -30,6 +30,7 @@ def test_unknown_model_lists_the_choices(tmp_path):
         (["model.loss=huber"], "model.loss=huber: must be one of mse, l1"),
         (["optimizer.lr=-1"], "optimizer.lr=-1: must be a positive number"),
         (["trainer.max_epochs=0"], "trainer.max_epochs=0: must be at least 1"),
+        (["callbacks.nan_guard.max_loss=-1"], "callbacks.nan_guard.max_loss=-1: must be a positive number or null"),
         (["+foo=1"], "foo: not an option of src.train"),
         (["data=folder"], "data.root: not set; give it on the command line (data.root=...)"),
         (["model=file"], "model.net.path: not set; give it on the command line (model.net.path=...)"),

@@ -117,13 +117,18 @@ def test_relaunched_sweep_skips_finished_jobs_and_resumes_unfinished_ones(tmp_pa
     assert read_summary(sweep / "1_cnn_medium")["steps"] == 6
 
 
-def test_divergence_stops_with_one_line_naming_the_step(tmp_path):
+# A loss that becomes NaN or infinite (no bound on a finite one here), and one that explodes and stays finite.
+@pytest.mark.parametrize(
+    ("lr", "max_loss", "says"), [("1e12", "null", ("nan", "inf")), ("1e3", "100", ("above callbacks.nan_guard.max_loss=100",))]
+)
+def test_divergence_stops_with_one_line_naming_the_step(tmp_path, lr, max_loss, says):
     run_dir = tmp_path / "run"
-    res = run_train(run_dir, "model=cnn_small", "debug=fast", "optimizer.lr=1e12", "trainer.limit_train_batches=10",
-                    "scheduler=none", "callbacks.last_checkpoint.every_n_train_steps=1")  # fmt: skip
+    res = run_train(run_dir, "model=cnn_small", "debug=fast", f"optimizer.lr={lr}", "trainer.limit_train_batches=10",
+                    "scheduler=none", "callbacks.last_checkpoint.every_n_train_steps=1",
+                    f"callbacks.nan_guard.max_loss={max_loss}")  # fmt: skip
     assert res.returncode == 2 and "Traceback" not in res.stderr
     err = [line for line in res.stderr.splitlines() if line.startswith("error:")]
-    assert len(err) == 1 and "at step" in err[0] and ("nan" in err[0] or "inf" in err[0])
+    assert len(err) == 1 and "at step" in err[0] and any(s in err[0] for s in says), err
     assert read_summary(run_dir)["status"] == "failed"
     last = run_dir / "checkpoints" / "last.ckpt"
     if last.exists():  # whatever was kept holds finite weights

@@ -65,6 +65,9 @@ def check_train_config(cfg: DictConfig) -> None:
             raise ConfigError(f"data.{key}={cfg.data[key]}: must be at least 1")
     _check_optimizer(cfg.optimizer)
     _check_budget(cfg.trainer)
+    max_loss = (cfg.callbacks.get("nan_guard") or {}).get("max_loss")
+    if max_loss is not None and not _positive(max_loss):
+        raise ConfigError(f"callbacks.nan_guard.max_loss={max_loss}: must be a positive number or null (no bound)")
     # Checked, not created: a folder that cannot take a checkpoint fails now, not after the first epoch.
     for name, cb in cfg.callbacks.items():
         if isinstance(cb, DictConfig) and cb.get("dirpath"):
