@@ -19,7 +19,7 @@ class NaNGuard(pl.Callback):
     Each check reads the loss on the host, a device sync on GPU, so it runs every few steps; NaN
     weights give a NaN loss at every later step, so the next check still catches the divergence,
     and with a period that divides the checkpoint period no checkpoint escapes a check. A loss can
-    also explode and stay finite, and such a run trains on at a loss of 1e9: ``max_loss`` bounds it.
+    also explode and stay finite, and such a run would train on to its end: ``max_loss`` bounds it.
     """
 
     # None (no bound) for the runs saved before max_loss was an option: `resume=` uses a run's own config.
